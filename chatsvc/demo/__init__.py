@@ -1,0 +1,1 @@
+"""The demo help center that `chatsvc serve --demo` loads."""

@@ -1,0 +1,1 @@
+"""Tickets: conversion from chats, lifecycle, SLA, escalation, macros."""
