@@ -338,3 +338,18 @@ macros = Table(
     Column("created_by", String(36)),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Console log-ins: the cookie carries a random token, the store keeps only its SHA-256. Logging out or changing
+# the password deletes rows, which ends those sessions in every server process at once.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256 hex of the cookie token
+    Column("agent_id", String(36), ForeignKey("agents.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("user_agent", String(300)),
+    Column("ip", String(64)),
+)
