@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.poll import poll
 from tests.support.server import agent, free_port
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
@@ -38,12 +39,13 @@ async def test_serve_demo_prints_urls_and_serves(tmp_path: Path) -> None:
         out = "".join(lines)
         assert f"http://127.0.0.1:{port}/" in out
         assert f"ws://127.0.0.1:{port}/ws/visitor" in out
-        for _ in range(100):
+        def ready() -> int:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code
             except httpx.HTTPError:
-                time.sleep(0.1)
+                return 0
+
+        poll(ready, lambda status: status == 200)
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
         assert ready == {"status": "ok", "checks": {"database": True, "broker": True}}
         assert (tmp_path / "chatsvc.db").exists(), "the default store is a SQLite file in the working directory"

@@ -18,6 +18,7 @@ from tests.browser.conftest import (
     queue_stub,
     watch_errors,
 )
+from tests.support.poll import apoll
 from tests.support.server import agent
 
 LOADER_BUDGET = 3 * 1024
@@ -132,11 +133,8 @@ ChatSvc.open();
     await page.evaluate("ChatSvc.reset()")
     await expect(frame.locator(".msg.me")).to_have_count(0)
     await online(frame)
-    for _ in range(100):
-        fresh = await frame.evaluate("localStorage.getItem('chatsvc.default.token')")
-        if fresh not in (token, None):
-            break
-        await page.wait_for_timeout(50)
+    fresh = await apoll(lambda: frame.evaluate("localStorage.getItem('chatsvc.default.token')"),
+                        lambda fresh: fresh not in (token, None))
     assert fresh not in (token, None)
     await expect(frame.locator("#chat-status")).to_have_text("The help bot answers right away")
     assert await page.evaluate("localStorage.getItem('chatsvc.default.live')") is None

@@ -13,6 +13,7 @@ import jsonschema
 from chatsvc.kb_suggest.articles import make_slug
 from chatsvc.kb_suggest.markdown import plain_text
 from tests.browser.conftest import HostPages, Live, ask, expect, host_page, open_chat, watch_errors
+from tests.support.poll import apoll
 from tests.support.server import SCHEMAS, agent
 
 VISITOR_FRAMES = jsonschema.Draft202012Validator(SCHEMAS["server_to_visitor"])
@@ -58,12 +59,11 @@ async def publish_hostile_article(live: Live) -> None:
         created = await http.post("/api/v1/articles", json={"id": "hostile-quokka", "title": ARTICLE_TITLE,
                                                             "body": ARTICLE_BODY, "status": "published"})
         assert created.status_code == 201, created.text
-        for _ in range(100):  # the help center reindexes in the background
-            found = await http.get("/api/v1/suggest", params={"q": "quokka parking permits"})
-            if [a["id"] for a in found.json()["articles"]][:1] == ["hostile-quokka"]:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError("the hostile article never became suggestable")
+        # The help center reindexes in the background.
+        found = await apoll(lambda: http.get("/api/v1/suggest", params={"q": "quokka parking permits"}),
+                            lambda found: [a["id"] for a in found.json()["articles"]][:1] == ["hostile-quokka"])
+        assert [a["id"] for a in found.json()["articles"]][:1] == ["hostile-quokka"], \
+            "the hostile article never became suggestable"
 
 
 async def test_hostile_agent_messages_and_article_titles_stay_inert(context: Any, live: Live,

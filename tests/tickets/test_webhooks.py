@@ -33,6 +33,7 @@ from chatsvc.tickets import webhooks as hooks
 from chatsvc.tickets.service import TicketService
 from chatsvc.web.api import ApiError, api_error_handler
 from chatsvc.web.openapi_spec import build_document, event_schema_name
+from tests.support.poll import apoll
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 HANG = 0  # in a receiver's script: answer only when released
@@ -480,10 +481,7 @@ async def test_the_worker_loop_delivers_in_the_background(store: Store, receiver
     workers.append(worker := store.worker(interval=0.05))
     await worker.start()
     await emit(store, hooks.TICKET_CREATED, {"ticket": {"id": 1}})
-    for _ in range(200):  # polls a condition; no assertion on how long it takes
-        if (await deliveries(store))[0].status == "delivered":
-            break
-        await asyncio.sleep(0.02)
+    await apoll(lambda: deliveries(store), lambda rows: rows[0].status == "delivered")
     await worker.stop()
     assert (await deliveries(store))[0].status == "delivered"
 

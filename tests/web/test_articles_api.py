@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support.poll import poll
 from tests.ws.conftest import Deployment
 
 HOSTILE = ("Hello <script>alert(1)</script> <img src=x onerror=alert(2)> "
@@ -98,9 +99,7 @@ def test_suggest_endpoint(live: Deployment, http: httpx.Client) -> None:
     http.post("/api/v1/articles", headers=lead, json={
         "id": "pool", "title": "Book the pool", "body": "Open Amenities, pick the pool and a time slot.",
         "status": "published"})
-    for _ in range(100):
-        found = http.get("/api/v1/suggest", headers=lead, params={"q": "how do I book the pool?"}).json()
-        if found["articles"]:
-            break
+    found = poll(lambda: http.get("/api/v1/suggest", headers=lead, params={"q": "how do I book the pool?"}).json(),
+                 lambda found: bool(found["articles"]))
     assert found["articles"][0]["id"] == "pool"
     assert found["articles"][0]["url"].endswith("/help/book-the-pool")
