@@ -13,7 +13,7 @@ import msgspec
 
 from chatsvc.ws import protocol
 
-EVENT, NOTICE, CONTROL = b"e", b"x", b"c"
+EVENT, NOTICE, CONTROL, SESSION_END = b"e", b"x", b"c", b"s"
 
 
 def conv_channel(conversation_id: str) -> str:
@@ -36,6 +36,11 @@ def control_payload(frame: msgspec.Struct) -> bytes:
     return b"c\n" + protocol.encode(frame)
 
 
+def session_end_payload(console_session_id: str) -> bytes:
+    """A console session ended (log-out, password change): its live sockets close, in every process."""
+    return b"s " + console_session_id.encode() + b"\n"
+
+
 @dataclass(frozen=True, slots=True)
 class Payload:
     kind: bytes
@@ -53,4 +58,6 @@ def parse(payload: bytes) -> Payload:
         return Payload(EVENT, int(parts[1]), parts[2] == b"1", "", frame)
     if kind == NOTICE:
         return Payload(NOTICE, 0, False, parts[1].decode(), frame)
+    if kind == SESSION_END:
+        return Payload(SESSION_END, 0, False, parts[1].decode(), b"")
     return Payload(CONTROL, 0, False, "", frame)

@@ -28,9 +28,21 @@ async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def require_agent(request: Request, roles: Iterable[str] | None = None) -> AgentRef:
-    """The agent behind `Authorization: Bearer <token>`; 401 without one, 403 for a role not allowed."""
+    """The agent behind `Authorization: Bearer <token>`, or behind the console's session cookie (then unsafe
+    methods must carry the session's X-CSRF-Token); 401 without either, 403 for a role not allowed."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    if not header:
+        from chatsvc.console import auth
+
+        if request.cookies.get(auth.SESSION_COOKIE):
+            agent = await auth.session_agent(request)
+            if agent is None:
+                raise ApiError(401, "unauthorized", "the console session has ended; log in again")
+            await auth.check_csrf_header(request)
+            if roles is not None and agent.role not in set(roles):
+                raise ApiError(403, "forbidden", f"the {agent.role} role may not do this")
+            return agent
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <agent API token>")
     agent = await request.app.state.runtime.service.authenticate_agent(token.strip())

@@ -32,10 +32,26 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_console_sessions_agent_id'), ['agent_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_console_sessions_expires_at'), ['expires_at'], unique=False)
 
+    op.create_table('console_login_failures',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('email_key', sa.String(length=64), nullable=False),
+    sa.Column('ip', sa.String(length=64), nullable=True),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_console_login_failures'))
+    )
+    with op.batch_alter_table('console_login_failures', schema=None) as batch_op:
+        batch_op.create_index('ix_console_login_failures_email_key_at', ['email_key', 'at'], unique=False)
+        batch_op.create_index('ix_console_login_failures_ip_at', ['ip', 'at'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('console_login_failures', schema=None) as batch_op:
+        batch_op.drop_index('ix_console_login_failures_ip_at')
+        batch_op.drop_index('ix_console_login_failures_email_key_at')
+
+    op.drop_table('console_login_failures')
     with op.batch_alter_table('console_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_console_sessions_expires_at'))
         batch_op.drop_index(batch_op.f('ix_console_sessions_agent_id'))
