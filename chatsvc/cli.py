@@ -19,10 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     evals = evals_parser.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
 
     from chatsvc.classifier import commands as classifier_commands
+    from chatsvc.gaps import commands as gaps_commands
     from chatsvc.kb_suggest import commands as kb_commands
 
     classifier_commands.register(commands, evals)
     kb_commands.register(commands, evals)
+    gaps_commands.register(commands, evals)
     return parser
 
 
