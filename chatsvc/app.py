@@ -7,18 +7,31 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from chatsvc.broker import Broker, create_broker
+from chatsvc.console import auth as console_auth
+from chatsvc.console.live import routes as console_live_routes
+from chatsvc.console.metrics import routes as console_metrics_routes
+from chatsvc.console.tickets import routes as console_ticket_routes
+from chatsvc.console.users import routes as console_user_routes
 from chatsvc.domain.sla import policy_named
+from chatsvc.gaps.pages import routes as gap_pages
+from chatsvc.gaps.routes import routes as gap_routes
+from chatsvc.gaps.service import GapService
 from chatsvc.kb_suggest.routes import routes as kb_routes
 from chatsvc.kb_suggest.store import ArticleStore, KnowledgeBase
 from chatsvc.live.service import ChatService
+from chatsvc.ops import metrics as ops_metrics
+from chatsvc.ops.logs import RequestContext
 from chatsvc.settings import Settings
 from chatsvc.store import db
 from chatsvc.tickets.metrics import routes as metrics_routes
@@ -28,6 +41,7 @@ from chatsvc.tickets.webhooks import WebhookWorker
 from chatsvc.tickets.webhooks import routes as webhook_routes
 from chatsvc.web.api import ApiError, api_error_handler
 from chatsvc.web.openapi import routes as openapi_routes
+from chatsvc.web.security import SecurityHeaders, refuse_flooding_socket
 from chatsvc.web.widget import routes as widget_routes
 from chatsvc.ws.agent import AgentConnection
 from chatsvc.ws.connection import Connection
@@ -45,6 +59,7 @@ class Runtime:
     articles: ArticleStore
     kb: KnowledgeBase
     connections: set[Connection] = field(default_factory=set)
+    draining: bool = False  # set on SIGTERM: /readyz fails and new sockets are refused with 503
 
 
 def load_classifier() -> object | None:
@@ -56,6 +71,69 @@ def load_classifier() -> object | None:
     except Exception as exc:  # noqa: BLE001 - a broken artifact must not keep chat down; it is logged
         log.warning("classifier not loaded (%s); conversations get no predicted category or priority", exc)
         return None
+
+
+async def drain(app: Starlette) -> None:
+    """Graceful shutdown, before uvicorn's own: fail /readyz, refuse new sockets with HTTP 503 (a proxy
+    retries them on another process), then close every open socket with 1001 (going away) so its client
+    reconnects elsewhere and resumes, and wait until their sessions are torn down."""
+    runtime: Runtime | None = getattr(app.state, "runtime", None)
+    if runtime is None:
+        return
+    runtime.draining = True
+    settings = runtime.settings
+    log.info("draining %d socket(s)", len(runtime.connections))
+    if settings.drain_delay > 0:
+        await asyncio.sleep(settings.drain_delay)
+    open_now = list(runtime.connections)
+    for connection in open_now:
+        connection.abort(CloseCode.GOING_AWAY, "server shutting down: reconnect and resume")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(c.finished.wait() for c in open_now)), settings.drain_timeout)
+    if runtime.connections:
+        log.warning("%d socket(s) still open after %.0f s of draining", len(runtime.connections),
+                    settings.drain_timeout)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn closes websockets with 1012 on shutdown; chatsvc drains its own first (see `drain`)."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if not self.force_exit:
+            # uvicorn logs each refused handshake (HTTP 503) as an error; during a drain it is expected.
+            logging.getLogger("uvicorn.error").addFilter(_quiet_refusals)
+            draining = asyncio.ensure_future(drain(self.app))
+            while not draining.done() and not self.force_exit:  # a second Ctrl-C stops waiting
+                await asyncio.wait({draining}, timeout=0.1)
+            if not draining.done():
+                draining.cancel()
+                await asyncio.wait({draining})
+            elif draining.exception() is not None:
+                log.warning("drain failed: %r", draining.exception())
+        await super().shutdown(sockets)
+
+
+def _quiet_refusals(record: logging.LogRecord) -> bool:
+    return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
+def serve(app: Starlette, **config: Any) -> None:
+    """`uvicorn.run` with the drain on SIGTERM and SIGINT."""
+    GracefulServer(uvicorn.Config(app, **config), app).run()
+
+
+async def refuse_while_draining(websocket: WebSocket) -> bool:
+    """A socket opened on a draining process is refused with HTTP 503, which nginx retries elsewhere."""
+    runtime: Runtime = websocket.app.state.runtime
+    if not runtime.draining:
+        return False
+    await websocket.send_denial_response(JSONResponse(
+        {"status": "draining"}, status_code=503, headers={"Retry-After": "1"}))
+    return True
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -82,7 +160,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await service.start()
         webhook_worker = WebhookWorker(engine, service.clock)
         await webhook_worker.start()
+        app.state.gaps = await GapService.started(engine, kb, settings, clock=service.clock)
         app.state.runtime = Runtime(settings, service, broker, articles, kb)
+        ops_metrics.watch_outbox(lambda: app.state.runtime.connections)
         try:
             yield
         finally:
@@ -91,6 +171,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             for connection in list(runtime.connections):
                 connection.abort(CloseCode.GOING_AWAY, "server shutting down")
             await webhook_worker.stop()
+            await app.state.gaps.stop()
             await service.stop()
             await kb.stop()
             await broker.disconnect()
@@ -98,6 +179,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def visitor_socket(websocket: WebSocket) -> None:
         runtime: Runtime = websocket.app.state.runtime
+        if await refuse_while_draining(websocket) or await refuse_flooding_socket(websocket):
+            return
         if not origin_allowed(websocket, runtime.settings.origin_allowlist):
             await websocket.close(CloseCode.ORIGIN_FORBIDDEN)  # before accept: the handshake gets HTTP 403
             return
@@ -106,6 +189,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def agent_socket(websocket: WebSocket) -> None:
         runtime: Runtime = websocket.app.state.runtime
+        if await refuse_while_draining(websocket) or await refuse_flooding_socket(websocket):
+            return
+        if not origin_allowed(websocket, ("self", *runtime.settings.origin_allowlist)):
+            await websocket.close(CloseCode.ORIGIN_FORBIDDEN)  # the console is on this origin; no other page
+            return
         await websocket.accept()
         await AgentConnection(websocket, runtime.service, runtime.connections).run()
 
@@ -114,6 +202,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def readyz(request: Request) -> JSONResponse:
         runtime: Runtime = request.app.state.runtime
+        if runtime.draining:
+            return JSONResponse({"status": "draining", "checks": {}}, status_code=503)
         checks = {"database": False, "broker": False}
         with contextlib.suppress(Exception):
             async with runtime.service.engine.connect() as conn:
@@ -135,19 +225,30 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
     return Starlette(
-        exception_handlers={ApiError: api_error_handler},
+        exception_handlers={ApiError: api_error_handler, **console_auth.exception_handlers},
         routes=[
             *kb_routes,
+            *gap_routes,
+            *gap_pages,
             *widget_routes,
             *ticket_routes,
             *webhook_routes,
             *metrics_routes,
             *openapi_routes,
+            *console_auth.routes,
+            *console_live_routes,
+            *console_user_routes,
+            *console_ticket_routes,
+            *console_metrics_routes,
             Route("/", index),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", ops_metrics.metrics_endpoint, methods=["GET"]),
             WebSocketRoute("/ws/visitor", visitor_socket),
             WebSocketRoute("/ws/agent", agent_socket),
         ],
         lifespan=lifespan,
+        # Outermost first: ids and timing around everything, then the headers every response carries.
+        middleware=[Middleware(RequestContext), Middleware(ops_metrics.HttpMetrics),
+                    Middleware(SecurityHeaders, settings=settings)],
     )

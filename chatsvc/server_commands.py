@@ -12,6 +12,11 @@ from chatsvc.settings import FIELDS, Settings
 
 DEMO_AGENT_EMAIL = "demo-agent@example.com"
 DEMO_AGENT_TOKEN = "demo-agent-token"
+DEMO_PASSWORD = "chatsvc-demo"
+# One console log-in per role, all with DEMO_PASSWORD: `serve --demo` creates them and prints them.
+DEMO_LOGINS = (("Avery Agent", "agent@example.com", "agent"), ("Lee Lead", "lead@example.com", "lead"),
+               ("Morgan Manager", "manager@example.com", "manager"), ("Wren Writer", "writer@example.com", "writer"),
+               ("Ada Admin", "admin@example.com", "admin"))
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,8 +58,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("--role", default="agent", choices=["agent", "lead", "manager", "writer", "admin"])
     add.add_argument("--capacity", type=int, default=None)
     add.add_argument("--token", default=None, help="use this token instead of a random one")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read a console password from the first line of standard input")
     add.add_argument("--database-url", dest="database_url", default=None)
     add.set_defaults(func=cmd_agent_add)
+    passwd = agent_commands.add_parser("passwd", help="set an agent's console password (ends their log-ins)")
+    passwd.add_argument("--email", required=True)
+    passwd.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of standard input instead of prompting")
+    passwd.add_argument("--database-url", dest="database_url", default=None)
+    passwd.set_defaults(func=cmd_agent_passwd)
+
+    backup = commands.add_parser("backup", help="copy the store to PATH while the server runs (SQLite online "
+                                 "backup, or pg_dump for PostgreSQL)")
+    backup.add_argument("path")
+    backup.add_argument("--database-url", dest="database_url", default=None)
+    backup.set_defaults(func=cmd_backup)
+    restore = commands.add_parser("restore", help="put a backup made by `chatsvc backup` in place (stop the "
+                                  "server first)")
+    restore.add_argument("path")
+    restore.add_argument("--database-url", dest="database_url", default=None)
+    restore.add_argument("--force", action="store_true", help="replace an existing store")
+    restore.set_defaults(func=cmd_restore)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -80,7 +105,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def _ensure_agent(settings: Settings, name: str, email: str, role: str, capacity: int | None,
-                        token: str | None) -> tuple[str, str, bool]:
+                        token: str | None, password: str | None = None) -> tuple[str, str, bool]:
     from sqlalchemy import select
 
     from chatsvc.broker import create_broker
@@ -97,6 +122,10 @@ async def _ensure_agent(settings: Settings, name: str, email: str, role: str, ca
             return existing.id, "", False
         service = ChatService(engine, create_broker(None), settings, secret_key="unused")
         agent_id, issued = await service.create_agent(name, email, role, capacity=capacity, token=token)
+        if password is not None:
+            from chatsvc.console.auth import set_password
+
+            await set_password(engine, agent_id, password)
         return agent_id, issued, True
     finally:
         await engine.dispose()
@@ -162,15 +191,97 @@ def cmd_kb_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace, email: str) -> str:
+    """From stdin's first line (--password-stdin), else prompted twice; refused when too weak."""
+    import getpass
+
+    from chatsvc.cli import CommandError
+    from chatsvc.console.auth import password_problem
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CommandError("the two passwords differ")
+    problem = password_problem(password, email=email)
+    if problem:
+        raise CommandError(problem)
+    return password
+
+
 def cmd_agent_add(args: argparse.Namespace) -> int:
     from chatsvc.cli import CommandError
 
     settings = _settings(args)
+    password = _read_password(args, args.email) if args.password_stdin else None
     agent_id, token, created = asyncio.run(
-        _ensure_agent(settings, args.name, args.email, args.role, args.capacity, args.token))
+        _ensure_agent(settings, args.name, args.email, args.role, args.capacity, args.token, password))
     if not created:
         raise CommandError(f"an agent with e-mail {args.email} already exists (id {agent_id})")
     print(f"agent {agent_id} created; API token (shown once): {token}")
+    return 0
+
+
+def cmd_agent_passwd(args: argparse.Namespace) -> int:
+    from chatsvc.cli import CommandError
+
+    settings = _settings(args)
+    password = _read_password(args, args.email)
+
+    async def run() -> str | None:
+        from sqlalchemy import func, select
+
+        from chatsvc.console.auth import set_password
+        from chatsvc.store import db
+        from chatsvc.store.tables import agents
+
+        engine = db.create_engine(settings.database_url)
+        try:
+            await db.migrate(engine)
+            async with engine.connect() as conn:
+                agent_id = (await conn.execute(select(agents.c.id).where(
+                    func.lower(agents.c.email) == args.email.strip().lower()))).scalar_one_or_none()
+            if agent_id is not None:
+                await set_password(engine, agent_id, password)
+            return agent_id
+        finally:
+            await engine.dispose()
+
+    agent_id = asyncio.run(run())
+    if agent_id is None:
+        raise CommandError(f"no agent with e-mail {args.email}")
+    print(f"password of agent {agent_id} set; their console log-ins have been ended")
+    return 0
+
+
+async def _ensure_demo_logins(settings: Settings) -> None:
+    for name, email, role in DEMO_LOGINS:
+        await _ensure_agent(settings, name, email, role, None, None, DEMO_PASSWORD)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from chatsvc.cli import CommandError
+    from chatsvc.ops.backup import BackupError, backup
+
+    try:
+        outcome = backup(_settings(args).database_url, Path(args.path))
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"backup written to {outcome.path} ({outcome.size} bytes, {outcome.what})")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from chatsvc.cli import CommandError
+    from chatsvc.ops.backup import BackupError, restore
+
+    settings = _settings(args)
+    try:
+        outcome = restore(Path(args.path), settings.database_url, force=args.force)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"restored {args.path} into {_without_password(settings.database_url)} ({outcome.what})")
     return 0
 
 
@@ -186,13 +297,19 @@ def _without_password(url: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from chatsvc.app import create_app
+    from chatsvc.app import create_app, serve
+    from chatsvc.ops import logs
 
     settings = _settings(args)
+    try:
+        logs.configure(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        from chatsvc.cli import CommandError
+
+        raise CommandError(str(exc)) from None
     if args.demo:
         asyncio.run(_ensure_agent(settings, "Demo Agent", DEMO_AGENT_EMAIL, "admin", None, DEMO_AGENT_TOKEN))
+        asyncio.run(_ensure_demo_logins(settings))
         diff, _ = asyncio.run(import_articles(settings, DEMO_HELPCENTER, only_if_empty=True))
         if diff is not None:
             print(f"demo help center loaded: {diff.summary()}")
@@ -202,6 +319,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"  status page      {base}/\n"
         f"  demo site        {base}/demo   (the chat widget on a sample page)\n"
         f"  help center      {base}/help\n"
+        f"  agent console    {base}/console/"
+        + (f"   (demo log-ins, password {DEMO_PASSWORD!r}: "
+           + ", ".join(email for _, email, _ in DEMO_LOGINS) + ")" if args.demo else "") + "\n"
         f"  visitor socket   {base.replace('http', 'ws', 1)}/ws/visitor\n"
         f"  agent socket     {base.replace('http', 'ws', 1)}/ws/agent"
         + (f"  (demo agent token: {DEMO_AGENT_TOKEN})" if args.demo else "")
@@ -211,11 +331,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if settings.redis_url == "" and not settings.database_url.startswith("sqlite"):
         print("note: without CHATSVC_REDIS_URL only one server process may share this database", file=sys.stderr)
-    uvicorn.run(
+    serve(  # uvicorn.run, plus the drain on SIGTERM (chatsvc.app.drain)
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # chatsvc.ops.logs configured the root logger; uvicorn's loggers propagate to it
+        access_log=False,  # chatsvc.access logs each request, with its request id
         ws_max_size=settings.max_frame_bytes,
         # Chat frames are small JSON; per-connection deflate state costs ~49 KB of memory per socket
         # (docs/benchmarks/ws_load.md) for little bandwidth saved.

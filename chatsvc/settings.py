@@ -63,13 +63,51 @@ FIELDS: tuple[Field, ...] = (
           "Seconds between websocket keep-alive pings; a client that does not answer within as long is closed (1011)."),
     Field("sweep_interval", "CHATSVC_SWEEP_INTERVAL",
           "Seconds between sweeps for expired offers, wait timeouts and lost agents."),
+    Field("drain_delay", "CHATSVC_DRAIN_DELAY",
+          "On SIGTERM, seconds /readyz answers 503 before the open sockets are closed (for load balancers "
+          "that poll it)."),
+    Field("drain_timeout", "CHATSVC_DRAIN_TIMEOUT",
+          "On SIGTERM, seconds to wait for the sockets closed with 1001 (going away) before stopping anyway."),
     Field("sites_file", "CHATSVC_SITES_FILE",
           "TOML file of sites that embed the widget (key, colours, greeting, strings); empty: the built-in demo site."),
+    Field("console_session_hours", "CHATSVC_CONSOLE_SESSION_HOURS",
+          "Hours a console log-in lasts; logging out or changing the password ends it sooner."),
+    Field("login_attempts", "CHATSVC_LOGIN_ATTEMPTS",
+          "Failed console log-ins allowed per e-mail in 15 minutes (four times as many per client address)."),
     Field("host", "CHATSVC_HOST", "Address to listen on."),
     Field("port", "CHATSVC_PORT", "Port to listen on."),
     Field("public_url", "CHATSVC_PUBLIC_URL",
           "The URL visitors reach the service at (for printed links and the widget); default from host and port."),
     Field("log_level", "CHATSVC_LOG_LEVEL", "debug, info, warning or error."),
+    Field("log_format", "CHATSVC_LOG_FORMAT",
+          "`text` (one readable line per record) or `json` (one JSON object per line, with request and "
+          "conversation ids)."),
+    Field("metrics_access", "CHATSVC_METRICS_ACCESS",
+          "Who may read /metrics: `loopback` (only from this machine), `token` (with CHATSVC_METRICS_TOKEN) "
+          "or `open`."),
+    Field("metrics_token", "CHATSVC_METRICS_TOKEN",
+          "Bearer token Prometheus sends for /metrics when CHATSVC_METRICS_ACCESS=token."),
+    Field("hsts_max_age", "CHATSVC_HSTS_MAX_AGE",
+          "Seconds of Strict-Transport-Security to send (only behind HTTPS); 0 sends none."),
+    Field("connect_rate", "CHATSVC_CONNECT_RATE",
+          "Websocket connections one client address (both endpoints), or one visitor, may open per minute; "
+          "0: no limit."),
+    Field("visitor_message_rate", "CHATSVC_VISITOR_MESSAGE_RATE",
+          "Chat messages one visitor may send per minute, over all their tabs; 0: no limit."),
+    Field("ip_message_rate", "CHATSVC_IP_MESSAGE_RATE",
+          "Chat messages all visitors behind one client address may send per minute; 0: no limit."),
+    Field("contact_rate", "CHATSVC_CONTACT_RATE",
+          "Contact-form submissions one client address may send per minute; 0: no limit."),
+    Field("rate_limit_exempt", "CHATSVC_RATE_LIMIT_EXEMPT",
+          "Comma-separated addresses or networks of trusted clients (health checks, load tests) that skip "
+          "the connection, message and contact-form limits."),
+    Field("gaps_embedder", "CHATSVC_GAPS_EMBEDDER",
+          "Question vectors for article gaps: `auto` (all-MiniLM-L6-v2 when the `embeddings` extra is "
+          "installed, else TF-IDF), `minilm` or `tfidf`."),
+    Field("gaps_assign_interval", "CHATSVC_GAPS_ASSIGN_INTERVAL",
+          "Seconds between article-gap runs, which attach new questions to the gaps; 0 turns the job off."),
+    Field("gaps_recluster_interval", "CHATSVC_GAPS_RECLUSTER_INTERVAL",
+          "Seconds between full re-clusterings of the article gaps (done by the next run after it)."),
 )
 
 
@@ -94,11 +132,27 @@ class Settings:
     subscriber_queue: int = 256
     ping_interval: float = 20.0
     sweep_interval: float = 1.0
+    drain_delay: float = 0.0
+    drain_timeout: float = 10.0
     sites_file: str = ""
+    console_session_hours: float = 12.0
+    login_attempts: int = 5
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = ""
     log_level: str = "info"
+    log_format: str = "text"
+    metrics_access: str = "loopback"
+    metrics_token: str = ""
+    hsts_max_age: int = 0
+    connect_rate: int = 60
+    visitor_message_rate: int = 60
+    ip_message_rate: int = 600
+    contact_rate: int = 5
+    rate_limit_exempt: str = "127.0.0.1,::1"
+    gaps_embedder: str = "auto"
+    gaps_assign_interval: float = 300.0
+    gaps_recluster_interval: float = 21600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -39,6 +39,8 @@ async def test_serve_demo_prints_urls_and_serves(tmp_path: Path) -> None:
         out = "".join(lines)
         assert f"http://127.0.0.1:{port}/" in out
         assert f"ws://127.0.0.1:{port}/ws/visitor" in out
+        console = re.search(r"agent console +(\S+) .*password '([^']+)': ([^,)\s]+)", out)
+        assert console and console.group(1) == f"http://127.0.0.1:{port}/console/", out
         def ready() -> int:
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code
@@ -52,6 +54,12 @@ async def test_serve_demo_prints_urls_and_serves(tmp_path: Path) -> None:
         client, welcome = await agent(f"ws://127.0.0.1:{port}", "demo-agent-token")
         assert welcome["agent"]["name"] == "Demo Agent"
         await client.close()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20, follow_redirects=True) as browser:  # a demo console log-in
+            token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/console/login").text)
+            assert token
+            landed = browser.post("/console/login", data={"csrf_token": token.group(1), "email": console.group(3),
+                                                          "password": console.group(2)})
+            assert landed.status_code == 200 and str(landed.url).endswith("/console/queue")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -28,6 +28,7 @@ from chatsvc.domain.assignment import AgentLoad, Need, choose_agent
 from chatsvc.domain.conversation import IllegalTransition, State, Trigger, transition
 from chatsvc.live import wire
 from chatsvc.live.identity import TokenSigner, hash_token, identity_valid
+from chatsvc.ops import metrics
 from chatsvc.settings import Settings
 from chatsvc.store.tables import (
     agent_sessions,
@@ -141,6 +142,8 @@ class ChatService:
         self.on_ticketed_message: Callable[[str, protocol.Event], Awaitable[None]] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._local_agent_sessions: dict[str, str] = {}  # session id -> agent id
+        self._dispatching = False
+        self._dispatch_again = False
 
     # ------------------------------------------------------------------ plumbing
 
@@ -155,14 +158,30 @@ class ChatService:
         except DBAPIError as exc:
             if isinstance(exc, IntegrityError):
                 raise
-            log.warning("database error: %s", exc.__class__.__name__)
-            raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
+            problem = store_problem(exc)
+            if problem is None:
+                log.warning("database error: %s", exc.__class__.__name__)
+                raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
+            log.error("the store cannot write: %s (%s)", problem, _driver_message(exc))
+            raise ServiceError(ErrorCode.UNAVAILABLE, f"the store cannot write ({problem}); nothing was saved, "
+                               "retry later", retryable=True) from exc
         except OSError as exc:
             raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
-        for channel, payload in tx.outbox:
-            await self._publish(channel, payload)
+        if tx.outbox:
+            # Committed: announce it even when the caller is being cancelled (a drain closing its socket),
+            # or other processes would not hear of it until the conversation's next event.
+            await asyncio.shield(self._publish_all(tx.outbox))
         for fn in tx.after:
-            await fn()
+            try:
+                await fn()
+            except (ServiceError, PoolTimeout, DBAPIError, OSError) as exc:
+                # Committed already: a follow-up (offering a waiting chat, say) that finds the store busy
+                # must not turn the command into an error; the sweep dispatches waiting chats again.
+                log.warning("follow-up after commit deferred: %s", getattr(exc, "message", exc.__class__.__name__))
+
+    async def _publish_all(self, outbox: list[tuple[str, bytes]]) -> None:
+        for channel, payload in outbox:
+            await self._publish(channel, payload)
 
     async def _publish(self, channel: str, payload: bytes) -> None:
         try:
@@ -333,12 +352,26 @@ class ChatService:
         return None if row is None else int(row.seq)
 
     async def _late_duplicate(self, conv_id: str, client_id: str) -> protocol.Ack:
-        """Two sends of one client id raced; the other one won and holds the sequence number."""
-        async with self.engine.connect() as conn:
-            seen = await self._duplicate(conn, conv_id, client_id)
+        """Two sends of one client id raced, or a retry came after a crash; the first one holds the seq."""
+        seen = await self._announce_again(conv_id, client_id)
         if seen is None:
             raise ServiceError(ErrorCode.UNAVAILABLE, "the message could not be stored; retry", retryable=True)
         return protocol.Ack(conversation_id=conv_id, client_id=client_id, seq=seen, duplicate=True)
+
+    async def _announce_again(self, conv_id: str, client_id: str) -> int | None:
+        """Publish a stored message again and return its seq. A process killed between a commit and its
+        publish leaves other processes unaware of the event; the client's retry (same client id) repairs
+        that. Subscribers drop what they already have by sequence number."""
+        try:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(select(events).where(
+                    events.c.conversation_id == conv_id, events.c.client_id == client_id))).first()
+        except (DBAPIError, OSError, PoolTimeout) as exc:
+            raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
+        if row is None:
+            return None
+        await self._publish(wire.conv_channel(conv_id), wire.event_payload(_event_frame(row), bool(row.internal)))
+        return int(row.seq)
 
     async def visitor_message(self, visitor_id: str, conv_id: str, client_id: str, text: str) -> protocol.Ack:
         self._check_text(text)
@@ -616,6 +649,7 @@ class ChatService:
                 raise ServiceError(ErrorCode.ILLEGAL_STATE, f"the conversation is {state.value}",
                                    conversation_id=conv_id)
             await self._assign(tx, conv, agent, Trigger.ACCEPT, "accept")
+        metrics.OFFERS.labels("accepted").inc()
 
     async def take_over(self, agent: AgentRef, conv_id: str) -> None:
         async with self._tx() as tx:
@@ -638,6 +672,7 @@ class ChatService:
                 conversations.c.id == conv_id, conversations.c.offer_id == row.id).values(offer_id=None))
             tx.publish(wire.agent_channel(agent.id), wire.control_payload(
                 protocol.OfferRevoked(offer_id=row.id, conversation_id=conv_id, reason="declined")))
+            metrics.OFFERS.labels("declined").inc()
             tx.after.append(lambda: self.dispatch(conv_id))
 
     async def _owned(self, conn: AsyncConnection, agent: AgentRef, conv_id: str, *, write: bool) -> Any:
@@ -658,6 +693,7 @@ class ChatService:
                 await self._owned(tx.conn, agent, conv_id, write=not internal)
                 seen = await self._duplicate(tx.conn, conv_id, client_id)
                 if seen is not None:
+                    tx.after.append(lambda: self._announce_again(conv_id, client_id))  # type: ignore[arg-type,return-value]
                     return protocol.Ack(conversation_id=conv_id, client_id=client_id, seq=seen, duplicate=True)
                 frame = await self._append(
                     tx, conv_id, kind="note" if internal else "message", role="agent", text=text,
@@ -763,9 +799,25 @@ class ChatService:
                                                         status="pending", created_at=tx.now, expires_at=expires))
             info = await self._offer_info(tx.conn, offer_id, conv, expires)
             tx.publish(wire.agent_channel(agent_id), wire.control_payload(protocol.Offer(offer=info)))
+            metrics.OFFERS.labels("offered").inc()
             return agent_id
 
     async def dispatch_waiting(self) -> None:
+        """Offer every waiting chat. Calls that arrive while a pass runs are folded into one more pass:
+        five thousand chats ending at once must not start five thousand identical scans."""
+        if self._dispatching:
+            self._dispatch_again = True
+            return
+        self._dispatching = True
+        try:
+            self._dispatch_again = True
+            while self._dispatch_again:
+                self._dispatch_again = False
+                await self._dispatch_waiting_once()
+        finally:
+            self._dispatching = False
+
+    async def _dispatch_waiting_once(self) -> None:
         async with self.engine.connect() as conn:
             ids = (await conn.execute(select(conversations.c.id).where(
                 conversations.c.state == State.WAITING.value, conversations.c.offer_id.is_(None))
@@ -789,6 +841,7 @@ class ChatService:
                 update(offers).where(offers.c.status == "pending", offers.c.expires_at < now)
                 .values(status="expired", closed_at=now)
                 .returning(offers.c.id, offers.c.conversation_id, offers.c.agent_id))).all()
+            metrics.OFFERS.labels("expired").inc(len(expired))
             for row in expired:
                 await tx.conn.execute(update(conversations).where(
                     conversations.c.id == row.conversation_id, conversations.c.offer_id == row.id)
@@ -921,6 +974,28 @@ class ChatService:
                 log.warning("sweep skipped: %s", exc.message)
             except Exception:  # noqa: BLE001 - the sweeper must outlive any one bad sweep
                 log.exception("sweep failed")
+
+
+_STORE_PROBLEMS = (
+    ("database or disk is full", "the disk is full"),
+    ("disk is full", "the disk is full"),
+    ("no space left", "the disk is full"),
+    ("readonly database", "the database is read-only"),
+    ("read-only", "the database is read-only"),
+    ("disk i/o error", "disk I/O error"),
+)
+
+
+def _driver_message(exc: DBAPIError) -> str:
+    """The driver's own message, first line only: never the statement or its parameters."""
+    lines = str(exc.orig).splitlines() if exc.orig is not None else []
+    return lines[0][:200] if lines else exc.__class__.__name__
+
+
+def store_problem(exc: DBAPIError) -> str | None:
+    """A write the operator must fix (disk full, read-only file, I/O error), named plainly; None otherwise."""
+    message = _driver_message(exc).lower()
+    return next((problem for needle, problem in _STORE_PROBLEMS if needle in message), None)
 
 
 def _event_frame(row: Any) -> protocol.Event:

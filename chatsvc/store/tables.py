@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -352,4 +353,72 @@ console_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     Column("user_agent", String(300)),
     Column("ip", String(64)),
+)
+
+# Failed console log-ins, for throttling guesses in every server process. Keyed by the SHA-256 of the
+# lower-cased e-mail (whether or not such an agent exists) and by the client address.
+console_login_failures = Table(
+    "console_login_failures",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("email_key", String(64), nullable=False),
+    Column("ip", String(64)),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_console_login_failures_email_key_at", "email_key", "at"),
+    Index("ix_console_login_failures_ip_at", "ip", "at"),
+)
+
+# Article gaps: topics of questions no article answered (chatsvc/gaps). The id stays the same across
+# re-clusterings while the topic does, so a dismissal, a merge or a draft sticks to it.
+gaps = Table(
+    "gaps",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),  # open | dismissed | merged
+    Column("label", String(300), nullable=False),
+    Column("terms", JSON, nullable=False, default=list),
+    Column("merged_into", String(32)),
+    Column("centroid", LargeBinary),  # float16, in the vectors of `embedder`
+    Column("embedder", String(16)),
+    Column("volume", Integer, nullable=False, default=0),  # distinct askers
+    Column("questions", Integer, nullable=False, default=0),
+    Column("current", Integer, nullable=False, default=0),  # askers in the last period
+    Column("previous", Integer, nullable=False, default=0),  # askers in the period before
+    Column("trend", Float, nullable=False, default=1.0),
+    Column("priority_mix", JSON, nullable=False, default=dict),
+    Column("impact", Float, nullable=False, default=0.0),
+    Column("examples", JSON, nullable=False, default=list),  # ids of the representative questions
+    Column("article_id", String(64)),  # the nearest published article
+    Column("article_similarity", Float),
+    Column("draft_article_id", String(64)),  # the article written for this gap
+    Column("covered_share", Float),  # share of the gap's questions that an article now answers
+    Column("coverage_checked_at", DateTime(timezone=True)),
+    Column("status_by", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_gaps_status_impact", "status", "impact"),
+)
+
+# The questions gap detection works on: one row per unanswered question or article-less closed ticket.
+gap_questions = Table(
+    "gap_questions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source", String(16), nullable=False),  # unanswered | ticket
+    Column("source_id", String(64), nullable=False),
+    Column("reason", String(16), nullable=False),  # no_match | unhelpful | ticket
+    Column("text", Text, nullable=False),
+    Column("visitor_id", String(36)),
+    Column("conversation_id", String(36)),
+    Column("ticket_id", BigInteger),
+    Column("priority", String(4)),
+    Column("locale", String(16), nullable=False, default="en"),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("embedding", LargeBinary),
+    Column("embedder", String(16)),
+    Column("gap_id", String(32), index=True),
+    Column("placed", String(8)),  # cluster | attach | noise; null: not looked at yet
+    Column("rejected_article_id", String(64)),  # the article the visitor marked unhelpful
+    Column("matched_article_id", String(64)),  # the article that answers it now, after a coverage check
+    UniqueConstraint("source", "source_id", name="uq_gap_questions_source"),
 )

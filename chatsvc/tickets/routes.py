@@ -11,9 +11,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from chatsvc.live.service import ServiceError, iso
+from chatsvc.ops.metrics import RATE_LIMITED
 from chatsvc.store.tables import macros
 from chatsvc.web.api import ApiError, int_param, json_body, require_agent
-from chatsvc.ws.connection import TokenBucket
+from chatsvc.web.security import client_address, limits_for
 
 STAFF = ("agent", "lead", "manager", "admin")
 PRIORITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3}
@@ -43,11 +44,17 @@ def entry_json(row: Any) -> dict[str, Any]:
             "at": iso(row.created_at)}
 
 
+MAX_TICKET_ID = 2**63 - 1  # the store's BIGINT: a larger number names no ticket (and must not reach SQL)
+
+
 def _id(request: Request) -> int:
     try:
-        return int(request.path_params["id"])
+        value = int(request.path_params["id"])
     except ValueError:
         raise ApiError(404, "not_found", "ticket ids are numbers") from None
+    if not 0 < value <= MAX_TICKET_ID:
+        raise ApiError(404, "not_found", "no such ticket")
+    return value
 
 
 def _service_error(exc: ServiceError) -> ApiError:
@@ -109,10 +116,13 @@ async def bulk_assign(request: Request) -> JSONResponse:
     agent = await require_agent(request, ("lead", "manager", "admin"))
     data = await json_body(request)
     ids, assignee = data.get("ticket_ids"), data.get("agent_id")
-    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or not 0 < len(ids) <= 200:
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or not 0 < len(ids) <= 200:
         raise ApiError(400, "bad_request", "ticket_ids must be a list of 1 to 200 ticket numbers")
     results = []
     for ticket_id in ids:
+        if not 0 < ticket_id <= MAX_TICKET_ID:
+            results.append({"id": ticket_id, "ok": False, "error": {"code": "not_found", "message": "no such ticket"}})
+            continue
         try:
             await _tickets(request).assign(agent, ticket_id, assignee)
             results.append({"id": ticket_id, "ok": True})
@@ -139,7 +149,7 @@ async def patch_ticket(request: Request) -> JSONResponse:
     if unknown:
         raise ApiError(400, "bad_request", f"only priority, category and subject can change here, not "
                                            f"{', '.join(sorted(unknown))}; use the status, assign and escalate routes")
-    if "priority" in data and data["priority"] not in PRIORITY_ORDER:
+    if "priority" in data and data["priority"] not in tuple(PRIORITY_ORDER):  # a list or object is not hashable
         raise ApiError(422, "invalid", "priority must be P1, P2, P3 or P4")
     changes = {"priority": data.get("priority"), "category": _field(data, "category", 64),
                "subject": _field(data, "subject", 300)}
@@ -152,7 +162,7 @@ async def patch_ticket(request: Request) -> JSONResponse:
 async def merge(request: Request) -> JSONResponse:
     agent = await require_agent(request, STAFF)
     into = (await json_body(request)).get("into")
-    if not isinstance(into, int):
+    if not isinstance(into, int) or isinstance(into, bool) or not 0 < into <= MAX_TICKET_ID:
         raise ApiError(400, "bad_request", "send {\"into\": <ticket number>}")
     await _run(_tickets(request).merge(agent, _id(request), into))
     return JSONResponse({"id": _id(request), "status": "closed", "merged_into": into})
@@ -301,7 +311,6 @@ async def audit(request: Request) -> JSONResponse:
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CHANNELS = ("agent", "phone", "email", "social")
-_contact_buckets: dict[str, TokenBucket] = {}
 
 
 def _field(data: dict[str, Any], name: str, limit: int, *, required: bool = False) -> str | None:
@@ -324,7 +333,7 @@ async def create_ticket(request: Request) -> JSONResponse:
     if channel not in CHANNELS:
         raise ApiError(422, "invalid", f"channel must be one of {', '.join(CHANNELS)}")
     priority = data.get("priority")
-    if priority is not None and priority not in PRIORITY_ORDER:
+    if priority is not None and priority not in tuple(PRIORITY_ORDER):
         raise ApiError(422, "invalid", "priority must be P1, P2, P3 or P4")
     email = _field(data, "customer_email", 320)
     if email and not EMAIL_RE.match(email):
@@ -340,9 +349,9 @@ async def create_ticket(request: Request) -> JSONResponse:
 
 async def contact_form(request: Request) -> JSONResponse:
     """The public contact form: validated, rate-limited per address, with a honeypot field for bots."""
-    client = request.client.host if request.client else "unknown"
-    bucket = _contact_buckets.setdefault(client, TokenBucket(rate=5 / 60, burst=5))
-    if not bucket.take():
+    limits = limits_for(request.app.state.runtime.settings)
+    if not limits.allow_address(limits.contact, client_address(request.client)):
+        RATE_LIMITED.labels("contact").inc()
         raise ApiError(429, "rate_limited", "too many requests from this address; try again in a minute")
     data = await json_body(request)
     if data.get("website"):  # hidden from people, filled by bots

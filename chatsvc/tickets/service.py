@@ -22,6 +22,7 @@ from chatsvc.domain import tickets as tickets_domain
 from chatsvc.domain.conversation import State, Trigger
 from chatsvc.live import wire
 from chatsvc.live.service import BOT_AUTHOR, AgentRef, ChatService, ServiceError, as_utc, iso
+from chatsvc.ops import metrics
 from chatsvc.store.tables import (
     agents,
     conversations,
@@ -330,6 +331,7 @@ class TicketService:
                                                due=iso(timer.due))
                     tx.publish("team:leads", json.dumps({"event": "sla.breached", "ticket_id": row.id,
                                                          "timer": timer.clock.value}).encode())
+                metrics.SLA_BREACHES.labels(timer.clock.value).inc()
                 log.warning("ticket #%d breached its %s SLA", row.id, timer.clock.value)
 
     # ------------------------------------------------------------------ reading

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from chatsvc.gaps.routes import LIST_STATUSES as GAP_LIST_STATUSES
+from chatsvc.gaps.routes import ROLES as GAP_ROLES
 from chatsvc.kb_suggest.routes import EDITORS
 from chatsvc.tickets import webhooks as hooks
 from chatsvc.tickets.metrics import GROUPS, PRIORITIES, RATINGS, UNRESOLVED
@@ -116,6 +118,7 @@ _ERROR_CODES = {
     "too_large": "the body is over 1 MB",
     "unauthorized": "no bearer token, or an unknown one",
     "forbidden": "the agent's role may not call this",
+    "csrf_failed": "a call with the console's session cookie lacks the right X-CSRF-Token header",
     "not_found": "no such resource",
     "empty": "a required text is empty",
     "too_long": "a text is over its limit",
@@ -131,6 +134,9 @@ _ERROR_CODES = {
     "invalid_webhook": "the webhook's URL or events are invalid, or there are too many webhooks",
     "rate_limited": "too many requests; wait and retry",
     "unavailable": "the store is unavailable; retry",
+    "merged": "the gap was merged into another; act on that one",
+    "no_draft": "the gap has no article yet: create it first",
+    "busy": "another process is computing the gaps right now; retry in a minute",
 }
 
 _DELIVERY = obj({
@@ -210,6 +216,31 @@ SCHEMAS: dict[str, Any] = {
     }),
 }
 
+_GAP_QUESTION = obj({"id": INT, "text": STR, "reason": enum(("no_match", "unhelpful", "ticket")), "locale": STR,
+                    "created_at": ARTICLE_TIME, "conversation_id": nullable(STR), "ticket_id": nullable(INT),
+                    "matched_article_id": nullable({**STR, "description": "the article that answers it now"})})
+_GAP_FIELDS: dict[str, Any] = {
+    "id": {**STR, "description": "stable across re-clusterings while the topic is the same"},
+    "label": {**STR, "description": "the topic's most distinctive terms"}, "terms": array(STR),
+    "status": enum(("open", "covered", "dismissed", "merged")), "merged_into": nullable(STR),
+    "volume": {**INT, "description": "distinct people asking (a visitor counts once)"},
+    "questions_count": INT, "current": {**INT, "description": "people asking in the last 7 days"},
+    "previous": {**INT, "description": "people asking in the 7 days before"}, "trend": NUM,
+    "priority_mix": {"type": "object", "additionalProperties": INT, "description": "linked tickets by priority"},
+    "impact": {**NUM, "description": "the ranking: people asking x ticket urgency x growth"},
+    "action": enum(("write", "update"), "write a new article, or update the nearest one"),
+    "nearest_article": nullable(obj({"id": STR, "title": STR, "url": STR, "similarity": nullable(NUM)})),
+    "draft_article": nullable(obj({"id": STR, "title": STR, "status": enum(("draft", "published"))})),
+    "covered_share": nullable({**NUM, "description": "share of the questions an article answers now"}),
+    "coverage_checked_at": nullable(ARTICLE_TIME), "examples": array(_GAP_QUESTION),
+    "created_at": ARTICLE_TIME, "updated_at": ARTICLE_TIME}
+SCHEMAS["Gap"] = obj(_GAP_FIELDS)
+SCHEMAS["GapDetail"] = obj({**_GAP_FIELDS, "questions": array(_GAP_QUESTION), "tickets": array(obj({
+    "id": INT, "subject": STR, "status": STR, "priority": STR}))})
+SCHEMAS["GapList"] = obj({"items": array(ref("Gap")), "total": INT, "limit": INT, "offset": INT})
+SCHEMAS["GapRun"] = obj({"mode": enum(("full", "assign")), "questions": INT, "gaps": INT, "noise": INT,
+                         "embedder": STR, "seconds": NUM})
+
 # Webhook payloads: the POSTed envelope, one per event, with that event's `data`.
 _EVENT_DATA: dict[str, dict[str, Any]] = {
     hooks.TICKET_CREATED: obj({"ticket": ref("Ticket")}),
@@ -279,6 +310,8 @@ def operation(operation_id: str, summary: str, *, tag: str, roles: Sequence[str]
         all_errors.setdefault(401, []).append("unauthorized")
         if set(roles) != set(ANY_AGENT):
             all_errors.setdefault(403, []).append("forbidden")
+        if body is not None:  # a change made with the console's session cookie needs its CSRF token
+            all_errors.setdefault(403, []).append("csrf_failed")
     for code in sorted(all_errors):
         responses[str(code)] = _error_response(all_errors[code])
     who = "Public: no token needed." if not roles else "Roles: " + ", ".join(roles) + "."
@@ -344,6 +377,55 @@ PATHS: dict[str, dict[str, Any]] = {
                          ok=(200, ref("Suggestions"), "the best passages, best first"),
                          errors={400: ["bad_request", "empty", "too_long"]}),
     },
+    # ---- article gaps
+    "/api/v1/gaps": {
+        "get": operation("listGaps", "Article gaps, highest impact first", tag="gaps", roles=GAP_ROLES,
+                         params=[query("status", enum(GAP_LIST_STATUSES), "default open"), LIMIT, OFFSET],
+                         ok=(200, ref("GapList"), "a page of gaps"), errors={400: ["bad_request"]}),
+    },
+    "/api/v1/gaps/run": {
+        "post": operation("runGaps", "Compute the gaps now", tag="gaps", roles=GAP_ROLES,
+                          body=obj({"full": {**BOOL, "description": "re-cluster (default) or only attach new questions"}},
+                                   optional=("full",)),
+                          description="The body is optional.", ok=(200, ref("GapRun"), "what the run did"),
+                          errors={409: ["busy"]}),
+    },
+    "/api/v1/gaps/{id}": {
+        "parameters": [path("id", STR, "the gap id")],
+        "get": operation("getGap", "A gap with its questions and linked tickets", tag="gaps", roles=GAP_ROLES,
+                         ok=(200, ref("GapDetail"), "the gap"), errors={404: ["not_found"]}),
+    },
+    "/api/v1/gaps/{id}/dismiss": {
+        "parameters": [path("id", STR, "the gap id")],
+        "post": operation("dismissGap", "Dismiss a gap (it stays dismissed across re-clusterings)", tag="gaps",
+                          roles=GAP_ROLES, ok=(200, ref("GapDetail"), "the gap"),
+                          errors={404: ["not_found"], 409: ["merged"]}),
+    },
+    "/api/v1/gaps/{id}/reopen": {
+        "parameters": [path("id", STR, "the gap id")],
+        "post": operation("reopenGap", "Reopen a dismissed gap", tag="gaps", roles=GAP_ROLES,
+                          ok=(200, ref("GapDetail"), "the gap"), errors={404: ["not_found"], 409: ["merged"]}),
+    },
+    "/api/v1/gaps/{id}/merge": {
+        "parameters": [path("id", STR, "the gap id: this gap is folded into the other")],
+        "post": operation("mergeGap", "Merge this gap into another", tag="gaps", roles=GAP_ROLES,
+                          body=obj({"into": STR}), ok=(200, ref("GapDetail"), "the gap merged into"),
+                          errors={404: ["not_found"], 409: ["merged"]}),
+    },
+    "/api/v1/gaps/{id}/draft": {
+        "parameters": [path("id", STR, "the gap id")],
+        "post": operation("draftGapArticle", "Create the gap's draft article", tag="gaps", roles=GAP_ROLES,
+                          description="Prefilled with a title, the questions as asked and the agents' replies "
+                                      "from linked tickets; creating it again returns the same draft.",
+                          ok=(201, ref("GapDetail"), "the gap, with its draft_article"),
+                          errors={404: ["not_found"]}),
+    },
+    "/api/v1/gaps/{id}/coverage": {
+        "parameters": [path("id", STR, "the gap id")],
+        "post": operation("checkGapCoverage", "Re-match the gap's questions against the help center now",
+                          tag="gaps", roles=GAP_ROLES, ok=(200, ref("GapDetail"), "the gap with its covered_share"),
+                          errors={404: ["not_found"]}),
+    },
     # ---- tickets
     "/api/v1/contact": {
         "post": operation(
@@ -353,7 +435,7 @@ PATHS: dict[str, dict[str, Any]] = {
                       "plan": {**STR, "maxLength": 64}, "community": {**STR, "maxLength": 200},
                       "website": {**STR, "description": "leave empty: a honeypot for bots"}},
                      optional=("name", "subject", "plan", "community", "website"), closed=False),
-            description="Limited to 5 submissions a minute per client address.",
+            description="Limited per client address: CHATSVC_CONTACT_RATE submissions a minute (5 by default).",
             ok=(201, obj({"status": {"const": "received"}, "ticket": {**STR, "pattern": "^#[0-9]+$"}}),
                 "the ticket was created"),
             extra={202: (obj({"status": {"const": "received"}}), "accepted (what bots are told)")},
@@ -569,16 +651,20 @@ def build_document() -> dict[str, Any]:
         },
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "tags": [{"name": "articles", "description": "the help center"},
+                 {"name": "gaps", "description": "article gaps: what the help center fails to answer"},
                  {"name": "tickets", "description": "tickets, their thread and lifecycle, macros, the contact form"},
                  {"name": "webhooks", "description": "outgoing event notifications"},
                  {"name": "metrics", "description": "support metrics"},
                  {"name": "meta", "description": "this document"}],
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"console_session": []}],
         "paths": PATHS,
         "webhooks": {event: _webhook_operation(event) for event in hooks.EVENTS},
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "an agent's API token"}},
+                                           "description": "an agent's API token"},
+                                "console_session": {"type": "apiKey", "in": "cookie", "name": "chatsvc_session",
+                                                    "description": "the console's log-in; changes also need "
+                                                                   "the X-CSRF-Token header"}},
         },
     })

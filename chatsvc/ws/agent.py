@@ -11,28 +11,49 @@ import msgspec
 from chatsvc.broker import BrokerClosed, BrokerGap, BrokerUnavailable, SubscriberOverflow
 from chatsvc.live import wire
 from chatsvc.live.service import AgentRef, ServiceError
+from chatsvc.ops import metrics
 from chatsvc.ws import protocol
 from chatsvc.ws.connection import Closed, Connection
 from chatsvc.ws.protocol import CloseCode, ErrorCode
 
+CHAT_ROLES = frozenset({"agent", "lead", "manager", "admin"})  # docs/security.md, the websocket matrix
 _control = msgspec.json.Decoder(
     protocol.Offer | protocol.OfferRevoked | protocol.Assigned | protocol.Unassigned | protocol.TicketNotice
 )
+
+
+SESSION_CHECK_INTERVAL = 30.0  # a console session ended where no broker reaches (the CLI) closes within this
 
 
 class AgentConnection(Connection):
     role = "agent"
     agent: AgentRef
     session_id: str | None = None
+    console_session_id: str | None = None  # set when the console's session cookie authenticated the socket
+    _session_watch: asyncio.Task[None] | None = None
     _control_pump: asyncio.Task[None] | None = None
     _control_sub: Any = None
 
     async def serve(self) -> None:
         hello: protocol.AgentHello = await self.first_frame(protocol.agent_decoder, protocol.AGENT_TYPES)
-        agent = await self.service.authenticate_agent(hello.token)
+        if hello.token is None:
+            from chatsvc.console.auth import websocket_session
+
+            console = await websocket_session(self.ws)
+            agent = console.agent if console is not None else None
+            if console is None:
+                self.send_error(ErrorCode.UNAUTHORIZED, "no console session: log in again", ref=hello.ref)
+                raise Closed(CloseCode.UNAUTHORIZED, "no console session")
+            self.console_session_id = console.id
+            self._session_watch = asyncio.create_task(self._watch_session())
+        else:
+            agent = await self.service.authenticate_agent(hello.token)
         if agent is None:
             self.send_error(ErrorCode.UNAUTHORIZED, "unknown agent token", ref=hello.ref)
             raise Closed(CloseCode.UNAUTHORIZED, "unknown agent token")
+        if agent.role not in CHAT_ROLES:  # writers write articles: no offers, no transcripts
+            self.send_error(ErrorCode.UNAUTHORIZED, f"the {agent.role} role does not work chats", ref=hello.ref)
+            raise Closed(CloseCode.UNAUTHORIZED, "role does not work chats")
         self.agent = agent
         self.session_id = await self.service.register_session(agent.id)
         subscription = self.service.broker.subscribe(wire.agent_channel(agent.id),
@@ -110,7 +131,11 @@ class AgentConnection(Connection):
                 self.send_error(ErrorCode.BAD_FRAME, "hello was already received", ref=frame.ref)
 
     async def _ack(self, frame: Any, action: Any) -> None:
-        ack = await action
+        kind = "note" if isinstance(frame, protocol.AgentNote) else "agent"
+        with metrics.MESSAGE_LATENCY.labels(kind).time():
+            ack = await action
+        if not ack.duplicate:
+            metrics.MESSAGES.labels(kind).inc()
         ack.ref = frame.ref
         self.send(ack)
 
@@ -163,7 +188,14 @@ class AgentConnection(Connection):
                 continue
             except (asyncio.CancelledError, StopAsyncIteration, BrokerClosed):
                 return
-            frame = _control.decode(wire.parse(payload).frame)
+            parsed = wire.parse(payload)
+            if parsed.kind == wire.SESSION_END:
+                if parsed.role == self.console_session_id:
+                    self.send_error(ErrorCode.UNAUTHORIZED, "the console session has ended: log in again")
+                    self.abort(CloseCode.UNAUTHORIZED, "console session ended")
+                    return
+                continue
+            frame = _control.decode(parsed.frame)
             if isinstance(frame, protocol.Assigned):
                 self.send(frame)
                 await self.start_delivery(frame.conversation.id, 0, include_internal=True)
@@ -176,7 +208,26 @@ class AgentConnection(Connection):
             else:
                 self.send(frame)
 
+    async def _watch_session(self) -> None:
+        from chatsvc.console.auth import session_alive
+
+        while True:
+            await asyncio.sleep(SESSION_CHECK_INTERVAL)
+            assert self.console_session_id is not None
+            try:
+                alive = await session_alive(self.ws, self.console_session_id)
+            except Exception:  # noqa: BLE001 - a store outage is not a log-out; the next check decides
+                continue
+            if not alive:
+                self.send_error(ErrorCode.UNAUTHORIZED, "the console session has ended: log in again")
+                self.abort(CloseCode.UNAUTHORIZED, "console session ended")
+                return
+
     async def cleanup(self) -> None:
+        if self._session_watch is not None:
+            self._session_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._session_watch
         if self._control_pump is not None:
             self._control_pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -17,11 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chatsvc.broker import BrokerClosed, BrokerGap, BrokerUnavailable, SubscriberOverflow, Subscription
 from chatsvc.live import wire
 from chatsvc.live.service import ChatService, ServiceError
+from chatsvc.ops import metrics
+from chatsvc.ops.logs import conversation_id_var
 from chatsvc.ws import protocol
 from chatsvc.ws.protocol import CloseCode, ErrorCode, FrameError
 
@@ -83,6 +87,7 @@ class Connection:
         self.closing: Closed | None = None
         self._writer: asyncio.Task[None] | None = None
         self._main: asyncio.Task[Any] | None = None
+        self.finished = asyncio.Event()  # set once the socket is closed and the session torn down
 
     # ------------------------------------------------------------- output
 
@@ -141,6 +146,7 @@ class Connection:
             self.strikes = max(0, self.strikes - 1)
             return True
         self.strikes += 1
+        metrics.RATE_LIMITED.labels("frame").inc()
         if self.strikes > self.settings.rate_burst:
             raise Closed(CloseCode.FLOOD, "too many frames")
         self.send_error(ErrorCode.RATE_LIMITED, "too many frames; slow down")
@@ -152,6 +158,8 @@ class Connection:
         self.registry.add(self)
         self._main = asyncio.current_task()
         code, reason = CloseCode.NORMAL, ""
+        metrics.WS_OPENED.labels(self.role).inc()
+        metrics.WS_OPEN.labels(self.role).inc()
         try:
             self._writer = asyncio.create_task(self._write_forever())
             await self.serve()
@@ -167,8 +175,15 @@ class Connection:
             log.exception("session failed")
             code, reason = CloseCode.INTERNAL_ERROR, "internal error"
         finally:
-            self.registry.discard(self)
-            await self._teardown(code, reason)
+            self._main = None  # tearing down: a late abort (a drain) must not cancel the cleanup
+            try:
+                await self._teardown(code, reason)
+            finally:
+                self.registry.discard(self)
+                self.finished.set()
+                metrics.WS_OPEN.labels(self.role).dec()
+                metrics.WS_CLOSED.labels(self.role, "client" if code == -1 else str(code)).inc()
+                log.debug("%s session ended (%s)", self.role, "client left" if code == -1 else code)
 
     async def _teardown(self, code: int, reason: str) -> None:
         for delivery in list(self.deliveries.values()):
@@ -214,6 +229,7 @@ class Connection:
         """Decoded, admitted frames; malformed ones are answered with an error and skipped."""
         while True:
             text = await self.receive_text()
+            metrics.WS_FRAMES.labels(self.role).inc()
             if not self.admit():
                 continue
             try:
@@ -223,11 +239,19 @@ class Connection:
 
     async def handle(self, frame: Any, command: Callable[[], Any]) -> None:
         """Run one command; a ServiceError becomes an error frame and the session goes on."""
+        if getattr(frame, "conversation_id", None):
+            conversation_id_var.set(frame.conversation_id)  # on this command's log lines
         try:
             await command()
         except ServiceError as exc:
             self.send_error(exc.code, exc.message, ref=frame.ref, conversation_id=exc.conversation_id,
                             retryable=exc.retryable)
+        except (PoolTimeout, DBAPIError, OSError) as exc:
+            # A read outside a transaction found the store down or its pool exhausted: the command can be
+            # retried, the session is fine.
+            log.warning("store unavailable for %s: %s", type(frame).__name__, exc.__class__.__name__)
+            self.send_error(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", ref=frame.ref,
+                            retryable=True)
 
     # ------------------------------------------------------------- delivery
 

@@ -12,11 +12,11 @@ import msgspec
 from msgspec import Meta, Struct
 
 # Bumped with a changelog line in docs/protocol.md whenever a frame or field is added or changed.
-PROTOCOL_LEVEL = 2
+PROTOCOL_LEVEL = 3
 
 ClientId = Annotated[str, Meta(min_length=1, max_length=64)]
 ConvId = Annotated[str, Meta(min_length=1, max_length=64)]
-Seq = Annotated[int, Meta(ge=0)]
+Seq = Annotated[int, Meta(ge=0, le=2**63 - 1)]  # the store's BIGINT: a larger number is a bad frame, not a crash
 Text = Annotated[str, Meta(max_length=100_000)]
 Ref = Annotated[str, Meta(max_length=64)]
 Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
@@ -110,7 +110,8 @@ VisitorFrame = (
 
 class AgentHello(_ClientFrame, kw_only=True, tag="hello"):
     v: int = PROTOCOL_LEVEL
-    token: Annotated[str, Meta(min_length=1, max_length=1024)]
+    # None: the console's session cookie, sent with the handshake from a page of this server, identifies the agent.
+    token: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
     cursors: dict[ConvId, Seq] = {}
     presence: PresenceStatus | None = None
 

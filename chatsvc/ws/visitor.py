@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket
 
 from chatsvc.live.service import ChatService, ServiceError
+from chatsvc.ops import metrics
+from chatsvc.ops.logs import conversation_id_var
+from chatsvc.web.security import client_address, limits_for
 from chatsvc.ws import protocol
 from chatsvc.ws.connection import Closed, Connection
 from chatsvc.ws.protocol import CloseCode, ErrorCode
+
+log = logging.getLogger("chatsvc.ws")
 
 
 def origin_allowed(websocket: WebSocket, allowlist: tuple[str, ...]) -> bool:
@@ -46,7 +52,16 @@ class VisitorConnection(Connection):
                 raise Closed(CloseCode.UNAUTHORIZED if exc.code == ErrorCode.IDENTITY_INVALID
                              else CloseCode.INTERNAL_ERROR, exc.message) from None
         self.visitor_id = session.visitor_id
+        limits = limits_for(self.settings)
+        if not limits.address_exempt(client_address(self.ws.client)) and \
+                not limits.visitor_connects.take(self.visitor_id):
+            metrics.RATE_LIMITED.labels("connect").inc()
+            self.send_error(ErrorCode.RATE_LIMITED, "this visitor reconnects too often; wait a minute",
+                            ref=hello.ref, retryable=True)
+            raise Closed(CloseCode.FLOOD, "too many connections")
         self.conversation_id = session.conversation.id
+        conversation_id_var.set(self.conversation_id)  # on every log line of this session
+        log.debug("visitor session opened (%s)", session.conversation.state)
         self.presence_id = await self.service.register_visitor(self.conversation_id)
         self.send(protocol.VisitorWelcome(v=protocol.PROTOCOL_LEVEL, token=session.token,
                                           visitor_id=session.visitor_id, conversation=session.conversation,
@@ -91,7 +106,17 @@ class VisitorConnection(Connection):
                                                conversation_id=self.conversation_id)
 
     async def _message(self, frame: protocol.VisitorMessage) -> None:
-        ack = await self.service.visitor_message(self.visitor_id, self.conversation_id, frame.client_id, frame.text)
+        limits, address = limits_for(self.settings), client_address(self.ws.client)
+        if not limits.address_exempt(address) and (not limits.visitor_messages.take(self.visitor_id)
+                                                   or not limits.ip_messages.take(address or "")):
+            metrics.RATE_LIMITED.labels("visitor_message").inc()
+            raise ServiceError(ErrorCode.RATE_LIMITED, "too many messages; slow down and send it again",
+                               retryable=True)
+        with metrics.MESSAGE_LATENCY.labels("visitor").time():
+            ack = await self.service.visitor_message(self.visitor_id, self.conversation_id, frame.client_id,
+                                                     frame.text)
+        if not ack.duplicate:
+            metrics.MESSAGES.labels("visitor").inc()
         ack.ref = frame.ref
         self.send(ack)
 

@@ -254,6 +254,24 @@ def test_real_responses_match_the_document(live: Deployment, http: httpx.Client)
     check(http.delete(f"/api/v1/webhooks/{hook['id']}", headers=mia))
     check(http.delete(f"/api/v1/webhooks/{hook['id']}", headers=mia))
 
+    # Article gaps: unanswered questions, clustered on demand.
+    from tests.gaps.support import seed_store
+
+    seed_store(live.database_url)
+    check(http.post("/api/v1/gaps/run", headers=lee, json={"full": True}, timeout=180))  # loads the embedder
+    gaps = check(http.get("/api/v1/gaps", headers=lee))["items"]
+    check(http.get("/api/v1/gaps", headers=ann))
+    check(http.get("/api/v1/gaps", headers=lee, params={"status": "nope"}))
+    first, second = gaps[0]["id"], gaps[1]["id"]
+    check(http.get(f"/api/v1/gaps/{first}", headers=lee))
+    check(http.get("/api/v1/gaps/nope", headers=lee))
+    check(http.post(f"/api/v1/gaps/{first}/draft", headers=lee))
+    check(http.post(f"/api/v1/gaps/{first}/coverage", headers=lee))
+    check(http.post(f"/api/v1/gaps/{second}/dismiss", headers=lee))
+    check(http.post(f"/api/v1/gaps/{second}/reopen", headers=lee))
+    check(http.post(f"/api/v1/gaps/{second}/merge", headers=lee, json={"into": first}))
+    check(http.post(f"/api/v1/gaps/{second}/dismiss", headers=lee))
+
     # Metrics.
     check(http.get("/api/v1/metrics", headers=lee, params={"group": "week", "tz": "America/New_York"}))
     check(http.get("/api/v1/metrics", headers=mia, params={"from": "2026-01-01", "to": "2025-01-01"}))
