@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from chatsvc.domain.conversation import IllegalTransition, State, Trigger, trans
 from chatsvc.live import wire
 from chatsvc.live.identity import TokenSigner, hash_token, identity_valid
 from chatsvc.settings import Settings
+from chatsvc.store import batch, db
 from chatsvc.store.tables import (
     agent_sessions,
     agents,
@@ -127,6 +129,7 @@ class ChatService:
         classifier: Any = None,
     ) -> None:
         self.engine = engine
+        self._reader = engine.execution_options(**db.READ_ONLY)  # same pool
         self.broker = broker
         self.settings = settings
         self.clock = clock
@@ -137,6 +140,9 @@ class ChatService:
         self.classifier = classifier  # chatsvc.classifier.Classifier, or None
         self.tickets: Any = None  # chatsvc.tickets.service.TicketService once the app wires it
         self._background: set[asyncio.Task[None]] = set()
+        # Group commit for chat messages on a SQLite file; None on PostgreSQL (and in-memory SQLite).
+        path = batch.sqlite_path(str(engine.url)) if settings.group_commit else None
+        self.writer = batch.MessageWriter(path) if path else None
         # Set by the ticket service: a visitor message to a ticketed conversation goes onto the ticket.
         self.on_ticketed_message: Callable[[str, protocol.Event], Awaitable[None]] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -163,6 +169,10 @@ class ChatService:
             await self._publish(channel, payload)
         for fn in tx.after:
             await fn()
+
+    def _read(self) -> Any:
+        """A connection for reads only: on SQLite it takes no write lock (a snapshot of the WAL)."""
+        return self._reader.connect()
 
     async def _publish(self, channel: str, payload: bytes) -> None:
         try:
@@ -264,7 +274,7 @@ class ChatService:
         """Every stored event of a conversation after `after_seq`, in order."""
         out: list[protocol.Event] = []
         cursor = after_seq
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             while True:
                 q = select(events).where(events.c.conversation_id == conv_id, events.c.seq > cursor)
                 if not include_internal:
@@ -288,6 +298,10 @@ class ChatService:
                                        "the identity signature does not match; see docs/protocol.md#identity")
                 verified = True
         visitor_id = self.tokens.verify(hello.token, hello.site) if hello.token else None
+        if visitor_id is not None and identity is None and self.writer is not None:
+            resumed = await self._resume_visitor(visitor_id, hello)
+            if resumed is not None:
+                return resumed
         async with self._tx() as tx:
             conv = None
             if visitor_id is not None:
@@ -319,6 +333,48 @@ class ChatService:
             info = await self.conversation_info(tx.conn, conv)
         return VisitorSession(visitor_id, self.tokens.issue(visitor_id, hello.site), info)
 
+    async def _resume_visitor(self, visitor_id: str, hello: protocol.VisitorHello) -> VisitorSession | None:
+        """A returning visitor on SQLite, read in one group-committed step; None: take the general path."""
+
+        def read(db: sqlite3.Connection, _now: str) -> tuple[Any, Any, Any] | None:
+            db.row_factory = sqlite3.Row
+            try:
+                visitor = db.execute("SELECT name, email, plan, community FROM visitors WHERE id = ?",
+                                     (visitor_id,)).fetchone()
+                if visitor is None:
+                    return None
+                conv = db.execute("SELECT * FROM conversations WHERE visitor_id = ? "
+                                  "ORDER BY created_at DESC LIMIT 1", (visitor_id,)).fetchone()
+                if conv is None:
+                    return None
+                agent = None
+                if conv["agent_id"]:
+                    agent = db.execute("SELECT id, name FROM agents WHERE id = ?", (conv["agent_id"],)).fetchone()
+                return dict(visitor), dict(conv), None if agent is None else dict(agent)
+            finally:
+                db.row_factory = None
+
+        try:
+            found = await self.writer.write(read, self.clock())  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
+        if found is None:
+            return None
+        vrow, conv, agent = found
+        if hello.last_seq > conv["last_seq"]:
+            raise ServiceError(ErrorCode.RESYNC_REQUIRED,
+                               f"last_seq {hello.last_seq} is ahead of the conversation ({conv['last_seq']}); "
+                               "drop the local transcript and resume from 0", conversation_id=conv["id"])
+        info = protocol.ConversationInfo(
+            id=conv["id"], state=conv["state"], last_seq=conv["last_seq"],
+            agent=None if agent is None else protocol.Author(id=agent["id"], name=agent["name"]),
+            visitor=protocol.Identity(name=vrow["name"], email=vrow["email"] or conv["email"], plan=vrow["plan"],
+                                      community=vrow["community"]),
+            first_question=conv["first_question"], waiting_since=iso(batch.parse_stamp(conv["waiting_since"])),
+            visitor_read_seq=conv["visitor_read_seq"], agent_read_seq=conv["agent_read_seq"],
+        )
+        return VisitorSession(visitor_id, self.tokens.issue(visitor_id, hello.site), info)
+
     def _check_text(self, text: str) -> str:
         if not text.strip():
             raise ServiceError(ErrorCode.EMPTY, "the message is empty")
@@ -334,14 +390,45 @@ class ChatService:
 
     async def _late_duplicate(self, conv_id: str, client_id: str) -> protocol.Ack:
         """Two sends of one client id raced; the other one won and holds the sequence number."""
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             seen = await self._duplicate(conn, conv_id, client_id)
         if seen is None:
             raise ServiceError(ErrorCode.UNAVAILABLE, "the message could not be stored; retry", retryable=True)
         return protocol.Ack(conversation_id=conv_id, client_id=client_id, seq=seen, duplicate=True)
 
+    async def _write_message(self, message: batch.Message) -> batch.Written | str:
+        """The group-committed path for a chat message (SQLite); FALLBACK means: take the general path."""
+        if self.writer is None:
+            return batch.FALLBACK
+        try:
+            return await self.writer.write(message, self.clock())
+        except sqlite3.Error as exc:
+            log.warning("database error: %s", exc.__class__.__name__)
+            raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
+
+    async def _written(self, message: batch.Message, written: batch.Written) -> protocol.Event:
+        author = protocol.Author(id=message.author_id, name=message.author_name)
+        frame = protocol.Event(
+            conversation_id=message.conversation_id, seq=written.seq,
+            kind="note" if message.internal else "message", role=message.role,  # type: ignore[arg-type]
+            author=author, text=message.text, client_id=message.client_id, data=None,
+            at=iso(written.at) or "",
+        )
+        await self._publish(wire.conv_channel(message.conversation_id), wire.event_payload(frame, message.internal))
+        return frame
+
     async def visitor_message(self, visitor_id: str, conv_id: str, client_id: str, text: str) -> protocol.Ack:
         self._check_text(text)
+        message = batch.Message(conversation_id=conv_id, role="visitor", author_id=visitor_id, author_name=None,
+                                text=text, client_id=client_id)
+        written = await self._write_message(message)
+        if written == batch.DUPLICATE:
+            return await self._late_duplicate(conv_id, client_id)
+        if isinstance(written, batch.Written):
+            frame = await self._written(message, written)
+            return await self._after_visitor_message(conv_id, visitor_id, client_id, text, frame,
+                                                     with_bot=written.state == State.BOT.value,
+                                                     ticketed=written.ticket_id is not None)
         try:
             # A retried client id is caught by the unique index (IntegrityError below), not by a lookup
             # before every insert: retries are rare, messages are not.
@@ -360,6 +447,11 @@ class ChatService:
                 ticketed = conv.ticket_id is not None
         except IntegrityError:
             return await self._late_duplicate(conv_id, client_id)
+        return await self._after_visitor_message(conv_id, visitor_id, client_id, text, frame,
+                                                 with_bot=with_bot, ticketed=ticketed)
+
+    async def _after_visitor_message(self, conv_id: str, visitor_id: str, client_id: str, text: str,
+                                     frame: protocol.Event, *, with_bot: bool, ticketed: bool) -> protocol.Ack:
         if ticketed and self.on_ticketed_message is not None:
             await self.on_ticketed_message(conv_id, frame)
         if with_bot and self.kb is not None and not self.kb.empty:
@@ -412,7 +504,7 @@ class ChatService:
 
     async def feedback(self, visitor_id: str, conv_id: str, seq: int, article_id: str, helpful: bool) -> None:
         """Record "Did this answer your question?" for one suggested article, once."""
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             conv = await self._conv(conn, conv_id)
             row = (await conn.execute(select(events.c.data).where(
                 events.c.conversation_id == conv_id, events.c.seq == seq, events.c.kind == "suggestions"))).first()
@@ -435,7 +527,7 @@ class ChatService:
         """Suggestions for the agent's sidebar: for `text`, or the latest visitor message."""
         await self.agent_can_see(agent, conv_id)
         if text is None:
-            async with self.engine.connect() as conn:
+            async with self._read() as conn:
                 text = (await conn.execute(select(events.c.text).where(
                     events.c.conversation_id == conv_id, events.c.role == "visitor", events.c.kind == "message")
                     .order_by(events.c.seq.desc()).limit(1))).scalar_one_or_none()
@@ -504,7 +596,7 @@ class ChatService:
     # ------------------------------------------------------------------ agents
 
     async def authenticate_agent(self, token: str) -> AgentRef | None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(agents).where(agents.c.token_hash == hash_token(token)))).first()
         if row is None or row.role not in AGENT_ROLES:
             return None
@@ -526,7 +618,7 @@ class ChatService:
         return agent_id, token
 
     async def agent_welcome(self, agent: AgentRef) -> protocol.AgentWelcome:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(agents).where(agents.c.id == agent.id))).one()
             owned = (await conn.execute(select(conversations).where(
                 conversations.c.agent_id == agent.id, conversations.c.state == State.WITH_AGENT.value)
@@ -550,7 +642,7 @@ class ChatService:
 
     async def agent_can_see(self, agent: AgentRef, conv_id: str) -> Any:
         """The conversation row if this agent may read it (its owner, or a lead), else not_found."""
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             conv = await self._conv(conn, conv_id)
         if conv.agent_id != agent.id and agent.role not in LEAD_ROLES:
             raise ServiceError(ErrorCode.NOT_FOUND, "no such conversation", conversation_id=conv_id)
@@ -653,6 +745,15 @@ class ChatService:
     async def agent_message(self, agent: AgentRef, conv_id: str, client_id: str, text: str, *,
                             internal: bool = False) -> protocol.Ack:
         self._check_text(text)
+        message = batch.Message(conversation_id=conv_id, role="agent", author_id=agent.id, author_name=agent.name,
+                                text=text, client_id=client_id, internal=internal,
+                                lead=agent.role in LEAD_ROLES)
+        written = await self._write_message(message)
+        if written == batch.DUPLICATE:
+            return await self._late_duplicate(conv_id, client_id)
+        if isinstance(written, batch.Written):
+            await self._written(message, written)
+            return protocol.Ack(conversation_id=conv_id, client_id=client_id, seq=written.seq)
         try:
             async with self._tx() as tx:
                 await self._owned(tx.conn, agent, conv_id, write=not internal)
@@ -766,7 +867,7 @@ class ChatService:
             return agent_id
 
     async def dispatch_waiting(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             ids = (await conn.execute(select(conversations.c.id).where(
                 conversations.c.state == State.WAITING.value, conversations.c.offer_id.is_(None))
                 .order_by(conversations.c.waiting_since).limit(100))).scalars().all()
@@ -796,7 +897,7 @@ class ChatService:
                 tx.publish(wire.agent_channel(row.agent_id), wire.control_payload(protocol.OfferRevoked(
                     offer_id=row.id, conversation_id=row.conversation_id, reason="expired")))
         deadline = now - timedelta(seconds=self.settings.wait_timeout)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             overdue = (await conn.execute(select(conversations.c.id).where(
                 conversations.c.state == State.WAITING.value, conversations.c.waiting_since < deadline))).scalars().all()
         for conv_id in overdue:
@@ -830,12 +931,36 @@ class ChatService:
     async def register_visitor(self, conv_id: str) -> str:
         """Note an open visitor socket; its process's heartbeat keeps it alive."""
         session_id = str(uuid.uuid4())
+        if self.writer is not None:
+            node = self.node
+
+            def register(db: sqlite3.Connection, now: str) -> None:
+                db.execute("INSERT INTO visitor_sessions (id, conversation_id, node, heartbeat_at) "
+                           "VALUES (?, ?, ?, ?)", (session_id, conv_id, node, now))
+
+            try:
+                await self.writer.write(register, self.clock())
+            except sqlite3.Error as exc:
+                raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry",
+                                   retryable=True) from exc
+            return session_id
         async with self._tx() as tx:
             await tx.conn.execute(insert(visitor_sessions).values(
                 id=session_id, conversation_id=conv_id, node=self.node, heartbeat_at=tx.now))
         return session_id
 
     async def unregister_visitor(self, session_id: str, conv_id: str) -> None:
+        if self.writer is not None:
+
+            def unregister(db: sqlite3.Connection, now: str) -> None:
+                db.execute("DELETE FROM visitor_sessions WHERE id = ?", (session_id,))
+                db.execute("UPDATE conversations SET visitor_seen_at = ? WHERE id = ?", (now, conv_id))
+
+            try:
+                await self.writer.write(unregister, self.clock())
+            except sqlite3.Error:
+                log.warning("could not remove visitor session %s; it expires with its process", session_id)
+            return
         try:
             async with self._tx() as tx:
                 await tx.conn.execute(delete(visitor_sessions).where(visitor_sessions.c.id == session_id))
@@ -857,7 +982,7 @@ class ChatService:
                     .values(visitor_seen_at=now))
             await tx.conn.execute(delete(nodes).where(nodes.c.heartbeat_at < stale))
         gone_since = now - timedelta(seconds=self.settings.visitor_grace)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             left = (await conn.execute(select(conversations.c.id).where(
                 conversations.c.state == State.WAITING.value,
                 conversations.c.id.not_in(select(visitor_sessions.c.conversation_id)),
@@ -911,6 +1036,8 @@ class ChatService:
             except asyncio.CancelledError:
                 pass
             self._sweeper = None
+        if self.writer is not None:
+            await self.writer.close()
 
     async def _sweep_forever(self) -> None:
         while True:
