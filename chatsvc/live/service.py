@@ -298,10 +298,8 @@ class ChatService:
                                        "the identity signature does not match; see docs/protocol.md#identity")
                 verified = True
         visitor_id = self.tokens.verify(hello.token, hello.site) if hello.token else None
-        if visitor_id is not None and identity is None and self.writer is not None:
-            resumed = await self._resume_visitor(visitor_id, hello)
-            if resumed is not None:
-                return resumed
+        if identity is None and self.writer is not None:
+            return await self._open_plain_visitor(visitor_id, hello)
         async with self._tx() as tx:
             conv = None
             if visitor_id is not None:
@@ -333,34 +331,44 @@ class ChatService:
             info = await self.conversation_info(tx.conn, conv)
         return VisitorSession(visitor_id, self.tokens.issue(visitor_id, hello.site), info)
 
-    async def _resume_visitor(self, visitor_id: str, hello: protocol.VisitorHello) -> VisitorSession | None:
-        """A returning visitor on SQLite, read in one group-committed step; None: take the general path."""
+    async def _open_plain_visitor(self, visitor_id: str | None, hello: protocol.VisitorHello) -> VisitorSession:
+        """A visitor without identity on SQLite: found or created, with their latest conversation, in one
+        group-committed step (the general path below does the same through SQLAlchemy)."""
+        site = hello.site
 
-        def read(db: sqlite3.Connection, _now: str) -> tuple[Any, Any, Any] | None:
+        def open_(db: sqlite3.Connection, now: str) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
             db.row_factory = sqlite3.Row
             try:
-                visitor = db.execute("SELECT name, email, plan, community FROM visitors WHERE id = ?",
-                                     (visitor_id,)).fetchone()
-                if visitor is None:
-                    return None
-                conv = db.execute("SELECT * FROM conversations WHERE visitor_id = ? "
-                                  "ORDER BY created_at DESC LIMIT 1", (visitor_id,)).fetchone()
+                vid, vrow, conv = visitor_id, None, None
+                if vid is not None:
+                    vrow = db.execute("SELECT name, email, plan, community FROM visitors WHERE id = ?",
+                                      (vid,)).fetchone()
+                if vrow is None:
+                    vid = str(uuid.uuid4())  # no token, or one from another database: start afresh
+                    db.execute("INSERT INTO visitors (id, site_key, created_at, verified) VALUES (?, ?, ?, 0)",
+                               (vid, site, now))
+                    vrow = {"name": None, "email": None, "plan": None, "community": None}
+                else:
+                    conv = db.execute("SELECT * FROM conversations WHERE visitor_id = ? "
+                                      "ORDER BY created_at DESC LIMIT 1", (vid,)).fetchone()
                 if conv is None:
-                    return None
+                    conv_id = str(uuid.uuid4())
+                    db.execute("INSERT INTO conversations (id, visitor_id, site_key, state, last_seq, "
+                               "visitor_read_seq, agent_read_seq, created_at, updated_at) "
+                               "VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)",
+                               (conv_id, vid, site, State.BOT.value, now, now))
+                    conv = db.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
                 agent = None
                 if conv["agent_id"]:
                     agent = db.execute("SELECT id, name FROM agents WHERE id = ?", (conv["agent_id"],)).fetchone()
-                return dict(visitor), dict(conv), None if agent is None else dict(agent)
+                return vid, dict(vrow), dict(conv), None if agent is None else dict(agent)
             finally:
                 db.row_factory = None
 
         try:
-            found = await self.writer.write(read, self.clock())  # type: ignore[union-attr]
+            vid, vrow, conv, agent = await self.writer.write(open_, self.clock())  # type: ignore[union-attr]
         except sqlite3.Error as exc:
             raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
-        if found is None:
-            return None
-        vrow, conv, agent = found
         if hello.last_seq > conv["last_seq"]:
             raise ServiceError(ErrorCode.RESYNC_REQUIRED,
                                f"last_seq {hello.last_seq} is ahead of the conversation ({conv['last_seq']}); "
@@ -373,7 +381,7 @@ class ChatService:
             first_question=conv["first_question"], waiting_since=iso(batch.parse_stamp(conv["waiting_since"])),
             visitor_read_seq=conv["visitor_read_seq"], agent_read_seq=conv["agent_read_seq"],
         )
-        return VisitorSession(visitor_id, self.tokens.issue(visitor_id, hello.site), info)
+        return VisitorSession(vid, self.tokens.issue(vid, site), info)
 
     def _check_text(self, text: str) -> str:
         if not text.strip():

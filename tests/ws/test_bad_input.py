@@ -158,7 +158,7 @@ async def test_unsigned_identity_is_accepted_when_not_enforced_but_a_bad_signatu
 
 
 async def test_a_slow_consumer_is_closed_with_4008_and_resumes(deploy: DeployFactory) -> None:
-    live = deploy(CHATSVC_SUBSCRIBER_QUEUE="4", CHATSVC_RATE_PER_SECOND="100000", CHATSVC_RATE_BURST="100000",
+    live = deploy(CHATSVC_SUBSCRIBER_QUEUE="16", CHATSVC_RATE_PER_SECOND="100000", CHATSVC_RATE_BURST="100000",
                   CHATSVC_MAX_MESSAGE_CHARS="15000",
                   # The raw client answers no keep-alive pings; on a slow machine those would close it first.
                   CHATSVC_PING_INTERVAL="600")
