@@ -41,6 +41,8 @@ FIELDS: tuple[Field, ...] = (
           "Largest websocket frame accepted; larger frames close the socket with 1009."),
     Field("max_message_chars", "CHATSVC_MAX_MESSAGE_CHARS",
           "Longest chat message text; longer ones get the error `too_long`."),
+    Field("group_commit", "CHATSVC_GROUP_COMMIT",
+          "On a SQLite store, write chat messages in group-committed batches on a connection of their own."),
     Field("rate_per_second", "CHATSVC_RATE_PER_SECOND",
           "Frames per second each connection may send on average."),
     Field("rate_burst", "CHATSVC_RATE_BURST",
@@ -121,6 +123,7 @@ class Settings:
     identity_required: bool = False
     max_frame_bytes: int = 16384
     max_message_chars: int = 4000
+    group_commit: bool = True
     rate_per_second: float = 10.0
     rate_burst: int = 30
     offer_timeout: float = 30.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from chatsvc.live import wire
 from chatsvc.live.identity import TokenSigner, hash_token, identity_valid
 from chatsvc.ops import metrics
 from chatsvc.settings import Settings
+from chatsvc.store import batch, db
 from chatsvc.store.tables import (
     agent_sessions,
     agents,
@@ -128,6 +130,7 @@ class ChatService:
         classifier: Any = None,
     ) -> None:
         self.engine = engine
+        self._reader = engine.execution_options(**db.READ_ONLY)  # same pool
         self.broker = broker
         self.settings = settings
         self.clock = clock
@@ -138,6 +141,9 @@ class ChatService:
         self.classifier = classifier  # chatsvc.classifier.Classifier, or None
         self.tickets: Any = None  # chatsvc.tickets.service.TicketService once the app wires it
         self._background: set[asyncio.Task[None]] = set()
+        # Group commit for chat messages on a SQLite file; None on PostgreSQL (and in-memory SQLite).
+        path = batch.sqlite_path(str(engine.url)) if settings.group_commit else None
+        self.writer = batch.MessageWriter(path) if path else None
         # Set by the ticket service: a visitor message to a ticketed conversation goes onto the ticket.
         self.on_ticketed_message: Callable[[str, protocol.Event], Awaitable[None]] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -182,6 +188,10 @@ class ChatService:
     async def _publish_all(self, outbox: list[tuple[str, bytes]]) -> None:
         for channel, payload in outbox:
             await self._publish(channel, payload)
+
+    def _read(self) -> Any:
+        """A connection for reads only: on SQLite it takes no write lock (a snapshot of the WAL)."""
+        return self._reader.connect()
 
     async def _publish(self, channel: str, payload: bytes) -> None:
         try:
@@ -283,7 +293,7 @@ class ChatService:
         """Every stored event of a conversation after `after_seq`, in order."""
         out: list[protocol.Event] = []
         cursor = after_seq
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             while True:
                 q = select(events).where(events.c.conversation_id == conv_id, events.c.seq > cursor)
                 if not include_internal:
@@ -307,6 +317,8 @@ class ChatService:
                                        "the identity signature does not match; see docs/protocol.md#identity")
                 verified = True
         visitor_id = self.tokens.verify(hello.token, hello.site) if hello.token else None
+        if identity is None and self.writer is not None:
+            return await self._open_plain_visitor(visitor_id, hello)
         async with self._tx() as tx:
             conv = None
             if visitor_id is not None:
@@ -338,6 +350,58 @@ class ChatService:
             info = await self.conversation_info(tx.conn, conv)
         return VisitorSession(visitor_id, self.tokens.issue(visitor_id, hello.site), info)
 
+    async def _open_plain_visitor(self, visitor_id: str | None, hello: protocol.VisitorHello) -> VisitorSession:
+        """A visitor without identity on SQLite: found or created, with their latest conversation, in one
+        group-committed step (the general path below does the same through SQLAlchemy)."""
+        site = hello.site
+
+        def open_(db: sqlite3.Connection, now: str) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
+            db.row_factory = sqlite3.Row
+            try:
+                vid, vrow, conv = visitor_id, None, None
+                if vid is not None:
+                    vrow = db.execute("SELECT name, email, plan, community FROM visitors WHERE id = ?",
+                                      (vid,)).fetchone()
+                if vrow is None:
+                    vid = str(uuid.uuid4())  # no token, or one from another database: start afresh
+                    db.execute("INSERT INTO visitors (id, site_key, created_at, verified) VALUES (?, ?, ?, 0)",
+                               (vid, site, now))
+                    vrow = {"name": None, "email": None, "plan": None, "community": None}
+                else:
+                    conv = db.execute("SELECT * FROM conversations WHERE visitor_id = ? "
+                                      "ORDER BY created_at DESC LIMIT 1", (vid,)).fetchone()
+                if conv is None:
+                    conv_id = str(uuid.uuid4())
+                    db.execute("INSERT INTO conversations (id, visitor_id, site_key, state, last_seq, "
+                               "visitor_read_seq, agent_read_seq, created_at, updated_at) "
+                               "VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)",
+                               (conv_id, vid, site, State.BOT.value, now, now))
+                    conv = db.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+                agent = None
+                if conv["agent_id"]:
+                    agent = db.execute("SELECT id, name FROM agents WHERE id = ?", (conv["agent_id"],)).fetchone()
+                return vid, dict(vrow), dict(conv), None if agent is None else dict(agent)
+            finally:
+                db.row_factory = None
+
+        try:
+            vid, vrow, conv, agent = await self.writer.write(open_, self.clock())  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise _sqlite_unavailable(exc) from exc
+        if hello.last_seq > conv["last_seq"]:
+            raise ServiceError(ErrorCode.RESYNC_REQUIRED,
+                               f"last_seq {hello.last_seq} is ahead of the conversation ({conv['last_seq']}); "
+                               "drop the local transcript and resume from 0", conversation_id=conv["id"])
+        info = protocol.ConversationInfo(
+            id=conv["id"], state=conv["state"], last_seq=conv["last_seq"],
+            agent=None if agent is None else protocol.Author(id=agent["id"], name=agent["name"]),
+            visitor=protocol.Identity(name=vrow["name"], email=vrow["email"] or conv["email"], plan=vrow["plan"],
+                                      community=vrow["community"]),
+            first_question=conv["first_question"], waiting_since=iso(batch.parse_stamp(conv["waiting_since"])),
+            visitor_read_seq=conv["visitor_read_seq"], agent_read_seq=conv["agent_read_seq"],
+        )
+        return VisitorSession(vid, self.tokens.issue(vid, site), info)
+
     def _check_text(self, text: str) -> str:
         if not text.strip():
             raise ServiceError(ErrorCode.EMPTY, "the message is empty")
@@ -363,7 +427,7 @@ class ChatService:
         publish leaves other processes unaware of the event; the client's retry (same client id) repairs
         that. Subscribers drop what they already have by sequence number."""
         try:
-            async with self.engine.connect() as conn:
+            async with self._read() as conn:
                 row = (await conn.execute(select(events).where(
                     events.c.conversation_id == conv_id, events.c.client_id == client_id))).first()
         except (DBAPIError, OSError, PoolTimeout) as exc:
@@ -373,8 +437,40 @@ class ChatService:
         await self._publish(wire.conv_channel(conv_id), wire.event_payload(_event_frame(row), bool(row.internal)))
         return int(row.seq)
 
+    async def _write_message(self, message: batch.Message) -> batch.Written | str:
+        """The group-committed path for a chat message (SQLite); FALLBACK means: take the general path."""
+        if self.writer is None:
+            return batch.FALLBACK
+        try:
+            return await self.writer.write(message, self.clock())
+        except sqlite3.Error as exc:
+            raise _sqlite_unavailable(exc) from exc
+
+    async def _written(self, message: batch.Message, written: batch.Written) -> protocol.Event:
+        author = protocol.Author(id=message.author_id, name=message.author_name)
+        frame = protocol.Event(
+            conversation_id=message.conversation_id, seq=written.seq,
+            kind="note" if message.internal else "message", role=message.role,  # type: ignore[arg-type]
+            author=author, text=message.text, client_id=message.client_id, data=None,
+            at=iso(written.at) or "",
+        )
+        # Committed: announce it even when the caller is being cancelled (see _tx).
+        await asyncio.shield(self._publish(wire.conv_channel(message.conversation_id),
+                                           wire.event_payload(frame, message.internal)))
+        return frame
+
     async def visitor_message(self, visitor_id: str, conv_id: str, client_id: str, text: str) -> protocol.Ack:
         self._check_text(text)
+        message = batch.Message(conversation_id=conv_id, role="visitor", author_id=visitor_id, author_name=None,
+                                text=text, client_id=client_id)
+        written = await self._write_message(message)
+        if written == batch.DUPLICATE:
+            return await self._late_duplicate(conv_id, client_id)
+        if isinstance(written, batch.Written):
+            frame = await self._written(message, written)
+            return await self._after_visitor_message(conv_id, visitor_id, client_id, text, frame,
+                                                     with_bot=written.state == State.BOT.value,
+                                                     ticketed=written.ticket_id is not None)
         try:
             # A retried client id is caught by the unique index (IntegrityError below), not by a lookup
             # before every insert: retries are rare, messages are not.
@@ -393,6 +489,11 @@ class ChatService:
                 ticketed = conv.ticket_id is not None
         except IntegrityError:
             return await self._late_duplicate(conv_id, client_id)
+        return await self._after_visitor_message(conv_id, visitor_id, client_id, text, frame,
+                                                 with_bot=with_bot, ticketed=ticketed)
+
+    async def _after_visitor_message(self, conv_id: str, visitor_id: str, client_id: str, text: str,
+                                     frame: protocol.Event, *, with_bot: bool, ticketed: bool) -> protocol.Ack:
         if ticketed and self.on_ticketed_message is not None:
             await self.on_ticketed_message(conv_id, frame)
         if with_bot and self.kb is not None and not self.kb.empty:
@@ -445,7 +546,7 @@ class ChatService:
 
     async def feedback(self, visitor_id: str, conv_id: str, seq: int, article_id: str, helpful: bool) -> None:
         """Record "Did this answer your question?" for one suggested article, once."""
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             conv = await self._conv(conn, conv_id)
             row = (await conn.execute(select(events.c.data).where(
                 events.c.conversation_id == conv_id, events.c.seq == seq, events.c.kind == "suggestions"))).first()
@@ -468,7 +569,7 @@ class ChatService:
         """Suggestions for the agent's sidebar: for `text`, or the latest visitor message."""
         await self.agent_can_see(agent, conv_id)
         if text is None:
-            async with self.engine.connect() as conn:
+            async with self._read() as conn:
                 text = (await conn.execute(select(events.c.text).where(
                     events.c.conversation_id == conv_id, events.c.role == "visitor", events.c.kind == "message")
                     .order_by(events.c.seq.desc()).limit(1))).scalar_one_or_none()
@@ -537,7 +638,7 @@ class ChatService:
     # ------------------------------------------------------------------ agents
 
     async def authenticate_agent(self, token: str) -> AgentRef | None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(agents).where(agents.c.token_hash == hash_token(token)))).first()
         if row is None or row.role not in AGENT_ROLES:
             return None
@@ -559,7 +660,7 @@ class ChatService:
         return agent_id, token
 
     async def agent_welcome(self, agent: AgentRef) -> protocol.AgentWelcome:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(agents).where(agents.c.id == agent.id))).one()
             owned = (await conn.execute(select(conversations).where(
                 conversations.c.agent_id == agent.id, conversations.c.state == State.WITH_AGENT.value)
@@ -583,7 +684,7 @@ class ChatService:
 
     async def agent_can_see(self, agent: AgentRef, conv_id: str) -> Any:
         """The conversation row if this agent may read it (its owner, or a lead), else not_found."""
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             conv = await self._conv(conn, conv_id)
         if conv.agent_id != agent.id and agent.role not in LEAD_ROLES:
             raise ServiceError(ErrorCode.NOT_FOUND, "no such conversation", conversation_id=conv_id)
@@ -688,6 +789,15 @@ class ChatService:
     async def agent_message(self, agent: AgentRef, conv_id: str, client_id: str, text: str, *,
                             internal: bool = False) -> protocol.Ack:
         self._check_text(text)
+        message = batch.Message(conversation_id=conv_id, role="agent", author_id=agent.id, author_name=agent.name,
+                                text=text, client_id=client_id, internal=internal,
+                                lead=agent.role in LEAD_ROLES)
+        written = await self._write_message(message)
+        if written == batch.DUPLICATE:
+            return await self._late_duplicate(conv_id, client_id)
+        if isinstance(written, batch.Written):
+            await self._written(message, written)
+            return protocol.Ack(conversation_id=conv_id, client_id=client_id, seq=written.seq)
         try:
             async with self._tx() as tx:
                 await self._owned(tx.conn, agent, conv_id, write=not internal)
@@ -818,7 +928,7 @@ class ChatService:
             self._dispatching = False
 
     async def _dispatch_waiting_once(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             ids = (await conn.execute(select(conversations.c.id).where(
                 conversations.c.state == State.WAITING.value, conversations.c.offer_id.is_(None))
                 .order_by(conversations.c.waiting_since).limit(100))).scalars().all()
@@ -849,7 +959,7 @@ class ChatService:
                 tx.publish(wire.agent_channel(row.agent_id), wire.control_payload(protocol.OfferRevoked(
                     offer_id=row.id, conversation_id=row.conversation_id, reason="expired")))
         deadline = now - timedelta(seconds=self.settings.wait_timeout)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             overdue = (await conn.execute(select(conversations.c.id).where(
                 conversations.c.state == State.WAITING.value, conversations.c.waiting_since < deadline))).scalars().all()
         for conv_id in overdue:
@@ -883,12 +993,35 @@ class ChatService:
     async def register_visitor(self, conv_id: str) -> str:
         """Note an open visitor socket; its process's heartbeat keeps it alive."""
         session_id = str(uuid.uuid4())
+        if self.writer is not None:
+            node = self.node
+
+            def register(db: sqlite3.Connection, now: str) -> None:
+                db.execute("INSERT INTO visitor_sessions (id, conversation_id, node, heartbeat_at) "
+                           "VALUES (?, ?, ?, ?)", (session_id, conv_id, node, now))
+
+            try:
+                await self.writer.write(register, self.clock())
+            except sqlite3.Error as exc:
+                raise _sqlite_unavailable(exc) from exc
+            return session_id
         async with self._tx() as tx:
             await tx.conn.execute(insert(visitor_sessions).values(
                 id=session_id, conversation_id=conv_id, node=self.node, heartbeat_at=tx.now))
         return session_id
 
     async def unregister_visitor(self, session_id: str, conv_id: str) -> None:
+        if self.writer is not None:
+
+            def unregister(db: sqlite3.Connection, now: str) -> None:
+                db.execute("DELETE FROM visitor_sessions WHERE id = ?", (session_id,))
+                db.execute("UPDATE conversations SET visitor_seen_at = ? WHERE id = ?", (now, conv_id))
+
+            try:
+                await self.writer.write(unregister, self.clock())
+            except sqlite3.Error:
+                log.warning("could not remove visitor session %s; it expires with its process", session_id)
+            return
         try:
             async with self._tx() as tx:
                 await tx.conn.execute(delete(visitor_sessions).where(visitor_sessions.c.id == session_id))
@@ -910,7 +1043,7 @@ class ChatService:
                     .values(visitor_seen_at=now))
             await tx.conn.execute(delete(nodes).where(nodes.c.heartbeat_at < stale))
         gone_since = now - timedelta(seconds=self.settings.visitor_grace)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             left = (await conn.execute(select(conversations.c.id).where(
                 conversations.c.state == State.WAITING.value,
                 conversations.c.id.not_in(select(visitor_sessions.c.conversation_id)),
@@ -964,6 +1097,8 @@ class ChatService:
             except asyncio.CancelledError:
                 pass
             self._sweeper = None
+        if self.writer is not None:
+            await self.writer.close()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -994,8 +1129,24 @@ def _driver_message(exc: DBAPIError) -> str:
 
 def store_problem(exc: DBAPIError) -> str | None:
     """A write the operator must fix (disk full, read-only file, I/O error), named plainly; None otherwise."""
-    message = _driver_message(exc).lower()
+    return _problem_in(_driver_message(exc))
+
+
+def _problem_in(message: str) -> str | None:
+    message = message.lower()
     return next((problem for needle, problem in _STORE_PROBLEMS if needle in message), None)
+
+
+def _sqlite_unavailable(exc: sqlite3.Error) -> ServiceError:
+    """What the group-commit writer's SQLite error means for the client (as `_tx` does for SQLAlchemy's)."""
+    message = (str(exc).splitlines() or [exc.__class__.__name__])[0][:200]
+    problem = _problem_in(message)
+    if problem is None:
+        log.warning("database error: %s", exc.__class__.__name__)
+        return ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True)
+    log.error("the store cannot write: %s (%s)", problem, message)
+    return ServiceError(ErrorCode.UNAVAILABLE, f"the store cannot write ({problem}); nothing was saved, "
+                        "retry later", retryable=True)
 
 
 def _event_frame(row: Any) -> protocol.Event:

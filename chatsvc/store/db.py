@@ -19,6 +19,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 7_234_001
 
 
+# Execution options for connections that only read (`engine.execution_options(**READ_ONLY).connect()`).
+READ_ONLY = {"chatsvc_read_only": True}
+
+
 class StoreError(Exception):
     """The database could not be opened or migrated; the message says why and what to do."""
 
@@ -45,7 +49,9 @@ def create_engine(url: str) -> AsyncEngine:
         # One connection: SQLite has one writer anyway, and a single connection makes the
         # in-process order of transactions the commit order. BEGIN IMMEDIATE keeps a second
         # process (a CLI command beside the server) from deadlocking on lock upgrades.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        # The connection rolls back its own transaction when closed; the pool need not do it again.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
+                                     pool_reset_on_return=None)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -59,7 +65,11 @@ def create_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Reads marked READ_ONLY read a snapshot and take no lock; everything else may write.
+            if conn.get_execution_options().get("chatsvc_read_only"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

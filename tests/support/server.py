@@ -56,7 +56,7 @@ class Server:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> Server:
+    def start(self, timeout: float = 60.0) -> Server:
         env = {**os.environ, **self.env, "CHATSVC_PORT": str(self.port), "CHATSVC_HOST": "127.0.0.1"}
         if self.log_path:
             with open(self.log_path, "ab") as log:
