@@ -49,12 +49,14 @@ HTTP_REQUESTS = Counter("chatsvc_http_requests", "HTTP requests answered", ["met
 HTTP_LATENCY = Histogram("chatsvc_http_request_seconds", "HTTP request duration", ["method", "route"],
                          buckets=_LATENCY_BUCKETS)
 OUTBOX = Gauge("chatsvc_ws_outbox_frames", "Frames queued for sending in this process's websocket sessions")
-STORE_CONVERSATIONS = Gauge("chatsvc_store_conversations", "Conversations by state, store-wide (the same in "
-                            "every process: aggregate with max)", ["state"])
+STORE_CONVERSATIONS = Gauge("chatsvc_store_conversations", "Open conversations by state, store-wide (the same "
+                            "in every process: aggregate with max)", ["state"])
 STORE_TICKETS = Gauge("chatsvc_store_open_tickets", "Unresolved tickets by status, store-wide (aggregate with max)",
                       ["status"])
 
-CONVERSATION_STATES = ("bot", "waiting", "with_agent", "ticket_pending", "ticketed", "ended")
+# The states conversations pass through, not the ones they end in: counted at every scrape through the
+# (state, waiting_since) index, so the cost follows the live conversations, not the whole history.
+CONVERSATION_STATES = ("bot", "waiting", "with_agent", "ticket_pending")
 OPEN_TICKET_STATUSES = ("new", "open", "in_progress", "pending_customer", "escalated")
 
 for _state in CONVERSATION_STATES:
@@ -77,7 +79,8 @@ async def refresh_store_gauges(engine: Any) -> None:
 
     async with engine.connect() as conn:
         by_state = dict((await conn.execute(
-            select(conversations.c.state, func.count()).group_by(conversations.c.state))).all())
+            select(conversations.c.state, func.count()).where(conversations.c.state.in_(CONVERSATION_STATES))
+            .group_by(conversations.c.state))).all())
         by_status = dict((await conn.execute(
             select(tickets.c.status, func.count()).where(tickets.c.status.in_(OPEN_TICKET_STATUSES))
             .group_by(tickets.c.status))).all())
