@@ -262,16 +262,19 @@ async def _kill9(cluster: Cluster, database_url: str, agent_rows: list[tuple[str
     load = asyncio.create_task(chatter(visitors, 0.5, stop))
     try:
         await asyncio.sleep(size["warm"])
-        # Half of the dead process's agents (those with the most chats) never come back.
-        victims = sorted((a for a in agents if a.home == 0), key=lambda a: -len(a.owned))
+        # The process whose agents own the most chats dies; half of its agents (those with the most chats)
+        # never come back.
+        homes = sorted({a.home for a in agents})
+        victim = max(homes, key=lambda home: sum(len(a.owned) for a in agents if a.home == home))
+        victims = sorted((a for a in agents if a.home == victim), key=lambda a: -len(a.owned))
         gone = victims[:max(1, len(victims) // 2)]
         gone_ids = {agent_rows[agents.index(a)][0] for a in gone}
         orphaned = set().union(*(a.owned for a in gone)) if gone else set()
         killed_at = time.monotonic()
-        cluster.kill(0)
+        cluster.kill(victim)
         for a in gone:
             a.leave()
-        say(f"[kill9] killed process 0 under load; {len(gone)} of its agent(s) gone for good, "
+        say(f"[kill9] killed process {victim} under load; {len(gone)} of its agent(s) gone for good, "
             f"owning {len(orphaned)} chat(s)")
         await asyncio.sleep(size["after"])
         stop.set()

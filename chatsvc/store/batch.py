@@ -117,8 +117,8 @@ class MessageWriter:
     # -- the writer thread
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
-                             cached_statements=64)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True, cached_statements=64,
+                             timeout=self.busy_timeout_ms / 1000)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")

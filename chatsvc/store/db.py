@@ -50,8 +50,10 @@ def create_engine(url: str) -> AsyncEngine:
         # in-process order of transactions the commit order. BEGIN IMMEDIATE keeps a second
         # process (a CLI command beside the server) from deadlocking on lock upgrades.
         # The connection rolls back its own transaction when closed; the pool need not do it again.
+        # The driver's busy timeout covers the pragmas below: switching a new file to WAL waits for a
+        # process that is migrating it instead of failing at once.
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
-                                     pool_reset_on_return=None)
+                                     pool_reset_on_return=None, connect_args={"timeout": 60})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
