@@ -979,7 +979,8 @@ $("close").hidden = !embedded;
 $("close").addEventListener("click", function () { tell("close"); });
 $("end").addEventListener("click", function () { command({ type: "end" }); });
 d.addEventListener("keydown", function (e) {
-  if (e.key === "Escape" && embedded) { e.preventDefault(); tell("close"); }
+  // Closed from here on: what arrives before the host answers is unread, not read.
+  if (e.key === "Escape" && embedded) { e.preventDefault(); fromHost.close(); tell("close"); }
 });
 d.addEventListener("visibilitychange", receipts);
 w.addEventListener("pagehide", saveNow);
