@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import inspect
 import os
 import re
 import threading
@@ -37,7 +36,7 @@ try:  # the test modules take `expect` from here, so they import even without Pl
     from playwright.async_api import expect
 except ImportError:  # pragma: no cover - browser_missing() says so and every test skips
     expect = None
-from tests.support.server import FAST_SETTINGS, Client, Server, run_sync
+from tests.support.server import FAST_SETTINGS, Client, Server, run_sync, share_the_session_loop
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -73,22 +72,14 @@ origins = ["{host_origin}"]
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests share one event loop, so they can share one Chromium."""
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).parent == here and inspect.iscoroutinefunction(getattr(item, "function", None)):
-            item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
+    share_the_session_loop(__file__, items)
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")
 async def close_clients() -> AsyncIterator[None]:
     """The websocket clients a test opened are closed after it, in the loop they were opened in."""
     yield
-    opened, Client.opened = Client.opened, []
-    for client in opened:
-        try:
-            await asyncio.wait_for(client.ws.close(), 1)
-        except Exception:  # noqa: BLE001 - the server may be gone (killed on purpose) or slow to answer
-            client.ws.transport.abort()
+    await Client.close_all(timeout=1)
 
 
 def browser_missing() -> str | None:

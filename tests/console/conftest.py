@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import os
 import re
 import uuid
@@ -27,7 +26,7 @@ from chatsvc.server_commands import DEMO_HELPCENTER, import_articles
 from chatsvc.settings import Settings
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, browser_missing
 from tests.conftest import need
-from tests.support.server import FAST_SETTINGS, Client, Server, run_sync
+from tests.support.server import FAST_SETTINGS, Client, Server, run_sync, share_the_session_loop
 
 PASSWORD = "correct horse battery staple"
 SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots" / "console"
@@ -36,21 +35,13 @@ WRITE_SCREENSHOTS = os.environ.get("CHATSVC_CONSOLE_SCREENSHOTS") == "1"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every async test here runs in the session's loop: they share one server and one Chromium."""
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).parent == here and inspect.iscoroutinefunction(getattr(item, "function", None)):
-            item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
+    share_the_session_loop(__file__, items)
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")
 async def close_clients() -> AsyncIterator[None]:
     yield
-    opened, Client.opened = Client.opened, []
-    for client in opened:
-        try:
-            await asyncio.wait_for(client.ws.close(), 1)
-        except Exception:  # noqa: BLE001 - the server may have closed it already
-            client.ws.transport.abort()
+    await Client.close_all(timeout=1)
 
 
 @dataclass(frozen=True)

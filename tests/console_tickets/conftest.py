@@ -13,12 +13,8 @@ Set CHATSVC_CONSOLE_SCREENSHOTS=1 to write screenshots in docs/screenshots/conso
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,7 +31,7 @@ from chatsvc.domain.sla import NEW_YORK_BUSINESS_HOURS
 from chatsvc.settings import Settings
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, browser_missing
 from tests.conftest import need
-from tests.support.server import FAST_SETTINGS, Client, Server, run_sync
+from tests.support.server import FAST_SETTINGS, Client, Server, run_sync, share_the_session_loop
 
 ROOT = Path(__file__).parents[2]
 PASSWORD = "a long enough test password"
@@ -46,44 +42,21 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every async test here runs in the session's loop: they share one server and one Chromium."""
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).parent == here and inspect.iscoroutinefunction(getattr(item, "function", None)):
-            item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
+    share_the_session_loop(__file__, items)
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")
 async def close_clients() -> AsyncIterator[None]:
     yield
-    opened, Client.opened = Client.opened, []
-    for client in opened:
-        try:
-            await asyncio.wait_for(client.ws.close(), 1)
-        except Exception:  # noqa: BLE001 - the server may have closed it already
-            client.ws.transport.abort()
+    await Client.close_all(timeout=1)
 
 
 class ClockedServer(Server):
     """tests.support.server.Server, running the clocked entry point instead of `chatsvc serve`."""
 
-    def start(self, timeout: float = 40.0) -> ClockedServer:
-        env = {**os.environ, **self.env, "CHATSVC_PORT": str(self.port), "CHATSVC_HOST": "127.0.0.1"}
-        assert self.log_path is not None
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tests.console_tickets.clocked_server"], env=env,
-                                         stdout=log, stderr=log, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; log: {self.read_log()}")
-            try:
-                if httpx.get(f"{self.http}/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server did not start in {timeout}s; log: {self.read_log()}")
+    def __init__(self, env: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(env, module="tests.console_tickets.clocked_server", args=(), cwd=ROOT,
+                         **kwargs)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    module: str = "chatsvc"  # what `python -m` runs, with `args`
+    args: tuple[str, ...] = ("serve",)
+    cwd: Path | None = None
 
     @property
     def http(self) -> str:
@@ -58,13 +61,13 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> Server:
         env = {**os.environ, **self.env, "CHATSVC_PORT": str(self.port), "CHATSVC_HOST": "127.0.0.1"}
+        command = [sys.executable, "-m", self.module, *self.args]
         if self.log_path:
             with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen([sys.executable, "-m", "chatsvc", "serve"], env=env,
-                                             stdout=log, stderr=log)
+                self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=self.cwd)
         else:
-            self.proc = subprocess.Popen([sys.executable, "-m", "chatsvc", "serve"], env=env,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -192,11 +195,11 @@ class Client:
         await self.ws.close()
 
     @classmethod
-    async def close_all(cls) -> None:
+    async def close_all(cls, timeout: float = 5.0) -> None:
         opened, cls.opened = cls.opened, []
         for client in opened:
             try:
-                await asyncio.wait_for(client.ws.close(), 5)
+                await asyncio.wait_for(client.ws.close(), timeout)
             except Exception:  # noqa: BLE001 - the server may be gone (killed on purpose)
                 client.ws.transport.abort()
 
@@ -222,3 +225,15 @@ async def agent(server_ws: str, token: str, *, presence: str | None = "online",
     await client.send(frame)
     welcome = await client.expect("welcome")
     return client, welcome
+
+
+def share_the_session_loop(conftest: str, items: list[Any]) -> None:
+    """Mark the async tests of one directory to run in the session's loop (they share a server and a browser)."""
+    import inspect
+
+    import pytest
+
+    here = Path(conftest).parent
+    for item in items:
+        if Path(str(item.fspath)).parent == here and inspect.iscoroutinefunction(getattr(item, "function", None)):
+            item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
