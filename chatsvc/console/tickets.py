@@ -362,34 +362,30 @@ def _posted_text(form: FormData, name: str) -> str:
     return str(form.get(name, ""))
 
 
-async def post_reply(request: Request) -> Response:
+async def _post_entry(request: Request, kind: str) -> Response:
+    """A reply or an internal note from the ticket view; the form comes back with the text on an error."""
     agent, ticket_id, form = await _posted(request)
     text = _posted_text(form, "text")
+    keep = {f"{kind}_text": text}
     if not text.strip():
-        return await _again(request, agent, ticket_id, "Write the reply first.", 400, reply_text=text)
+        return await _again(request, agent, ticket_id, f"Write the {kind} first.", 400, **keep)
     if len(text) > MAX_TEXT:
-        return await _again(request, agent, ticket_id, f"A reply is limited to {MAX_TEXT} characters.", 400,
-                            reply_text=text)
+        return await _again(request, agent, ticket_id, f"A {kind} is limited to {MAX_TEXT} characters.", 400,
+                            **keep)
+    tickets = _service(request).tickets
     try:
-        await _service(request).tickets.reply(agent, ticket_id, text)
+        await (tickets.reply if kind == "reply" else tickets.note)(agent, ticket_id, text)
     except ServiceError as exc:
-        return await _again(request, agent, ticket_id, exc.message, _status_of(exc), reply_text=text)
-    return _done(ticket_id, "reply", "#thread-end")
+        return await _again(request, agent, ticket_id, exc.message, _status_of(exc), **keep)
+    return _done(ticket_id, kind, "#thread-end")
+
+
+async def post_reply(request: Request) -> Response:
+    return await _post_entry(request, "reply")
 
 
 async def post_note(request: Request) -> Response:
-    agent, ticket_id, form = await _posted(request)
-    text = _posted_text(form, "text")
-    if not text.strip():
-        return await _again(request, agent, ticket_id, "Write the note first.", 400, note_text=text)
-    if len(text) > MAX_TEXT:
-        return await _again(request, agent, ticket_id, f"A note is limited to {MAX_TEXT} characters.", 400,
-                            note_text=text)
-    try:
-        await _service(request).tickets.note(agent, ticket_id, text)
-    except ServiceError as exc:
-        return await _again(request, agent, ticket_id, exc.message, _status_of(exc), note_text=text)
-    return _done(ticket_id, "note", "#thread-end")
+    return await _post_entry(request, "note")
 
 
 async def post_status(request: Request) -> Response:
