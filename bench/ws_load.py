@@ -647,7 +647,7 @@ async def handshake_storm(target: Target, meter: common.ProcessMeter, count: int
 # ------------------------------------------------------------------ profiling (optional)
 
 # The server, run under yappi's CPU clock (all threads). Profiling starts on SIGUSR1 and stops, writing its
-# report, on SIGUSR2, so only the message phases are profiled. py-spy is not used: where it cannot tell a
+# report, on SIGUSR2, so only the phase asked for (--profile-phase) is profiled. py-spy is not used: where it cannot tell a
 # waiting thread from a running one (some virtual machines), it charges the event loop's epoll wait and the
 # SQLite worker's queue wait as CPU.
 PROFILED_SERVER = """
@@ -762,6 +762,13 @@ def say(args: argparse.Namespace, text: str = "") -> None:
         print(text, flush=True)
 
 
+def report_profile(args: argparse.Namespace, profiler: Profiler, result: dict[str, Any], phase: str) -> None:
+    profile = profiler.stop()
+    if profile:
+        result["profile"] = profile
+        say(args, f"profile of the server during the {phase} ({args.profile}):\n{profile}")
+
+
 async def run_target(target: Target, plan: Plan, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     book = Book()
     result: dict[str, Any] = {"name": target.name, "describe": target.describe()}
@@ -796,7 +803,9 @@ async def run_target(target: Target, plan: Plan, args: argparse.Namespace, workd
         gc.collect()
         gc.freeze()  # the load generator's own GC pauses would otherwise show up as server latency
 
-        profiler.start()
+        profile_messages = args.profile_phase == "messages"
+        if profile_messages:
+            profiler.start()
         result["rates"] = []
         for rate in plan.rates:
             r = await open_loop(peers, book, meter, rate, plan.duration, f"r{int(rate)}", args.max_backlog)
@@ -817,15 +826,17 @@ async def run_target(target: Target, plan: Plan, args: argparse.Namespace, workd
                   f"{b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms; server CPU {b['cpu_us_per_msg']:.0f} µs/msg "
                   f"({b['server_busy']:.0%} of a core, {b['loop_thread_share']:.0%} of it on the event-loop thread); load generator {b['client_busy']:.0%} of a core"
                   f"{client_bound_note(b)}")
-        profile = profiler.stop()
-        if profile:
-            result["profile"] = profile
-            say(args, f"profile of the server during the message phases ({args.profile}):\n{profile}")
+        if profile_messages:
+            report_profile(args, profiler, result, "message phases")
 
         if isinstance(target, Ours):
             target.remember_for_resume(peers)
         if plan.handshakes:
+            if not profile_messages:
+                profiler.start()
             h = await handshake_storm(target, meter, plan.handshakes, plan.concurrency)
+            if not profile_messages:
+                report_profile(args, profiler, result, "handshake storm")
             result["handshakes"] = h
             extra = ""
             if isinstance(target, Ours):
@@ -995,6 +1006,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                 "pip install yappi), profile the message phases into this "
                                                 "pstats file and summarise it; slows the server, so do not "
                                                 "quote the figures of a profiled run")
+    p.add_argument("--profile-phase", choices=("messages", "handshakes"), default="messages",
+                   help="the phase --profile covers: the open-loop and burst messages (default) or the "
+                        "reconnect+resume storm")
     p.add_argument("--json-only", action="store_true", help="print only the final JSON line")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (database, server logs)")
     p.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
