@@ -227,6 +227,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         exception_handlers={ApiError: api_error_handler, **console_auth.exception_handlers},
         routes=[
+            # Websocket routes first: the router tries routes in order, and handshakes are the hot path.
+            WebSocketRoute("/ws/visitor", visitor_socket),
+            WebSocketRoute("/ws/agent", agent_socket),
             *kb_routes,
             *gap_routes,
             *gap_pages,
@@ -244,8 +247,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", ops_metrics.metrics_endpoint, methods=["GET"]),
-            WebSocketRoute("/ws/visitor", visitor_socket),
-            WebSocketRoute("/ws/agent", agent_socket),
         ],
         lifespan=lifespan,
         # Outermost first: ids and timing around everything, then the headers every response carries.

@@ -93,6 +93,7 @@ class VisitorSession:
     visitor_id: str
     token: str
     conversation: protocol.ConversationInfo
+    presence_id: str | None = None  # the open socket, when opening registered it already
 
 
 @dataclass
@@ -144,6 +145,8 @@ class ChatService:
         # Group commit for chat messages on a SQLite file; None on PostgreSQL (and in-memory SQLite).
         path = batch.sqlite_path(str(engine.url)) if settings.group_commit else None
         self.writer = batch.MessageWriter(path) if path else None
+        # Reads on the hot path (a resume's replay) on a plain `sqlite3` connection of their own, batched.
+        self.reader = batch.Reader(path) if path else None
         # Set by the ticket service: a visitor message to a ticketed conversation goes onto the ticket.
         self.on_ticketed_message: Callable[[str, protocol.Event], Awaitable[None]] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -291,6 +294,8 @@ class ChatService:
 
     async def replay(self, conv_id: str, after_seq: int, *, include_internal: bool) -> list[protocol.Event]:
         """Every stored event of a conversation after `after_seq`, in order."""
+        if self.reader is not None:
+            return await self._replay_sqlite(conv_id, after_seq, include_internal)
         out: list[protocol.Event] = []
         cursor = after_seq
         async with self._read() as conn:
@@ -304,9 +309,29 @@ class ChatService:
                     return out
                 cursor = rows[-1].seq
 
+    async def _replay_sqlite(self, conv_id: str, after_seq: int, include_internal: bool) -> list[protocol.Event]:
+        sql = _REPLAY_ALL if include_internal else _REPLAY_PUBLIC
+
+        def page(db: sqlite3.Connection, _now: str) -> list[tuple[Any, ...]]:
+            return db.execute(sql, (conv_id, cursor, REPLAY_PAGE)).fetchall()
+
+        out: list[protocol.Event] = []
+        cursor = after_seq
+        while True:
+            try:
+                rows = await self.reader.read(page)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:
+                raise _sqlite_unavailable(exc) from exc
+            out.extend(_event_from_tuple(conv_id, r) for r in rows)
+            if len(rows) < REPLAY_PAGE:
+                return out
+            cursor = rows[-1][0]
+
     # ------------------------------------------------------------------ visitors
 
-    async def open_visitor(self, hello: protocol.VisitorHello) -> VisitorSession:
+    async def open_visitor(self, hello: protocol.VisitorHello, *, register: bool = False) -> VisitorSession:
+        """The visitor and their latest conversation, created when new. With `register`, the socket may be
+        registered in the same step (the session's `presence_id` is then set; else call `register_visitor`)."""
         identity = hello.identity
         verified = False
         if identity is not None:
@@ -318,7 +343,7 @@ class ChatService:
                 verified = True
         visitor_id = self.tokens.verify(hello.token, hello.site) if hello.token else None
         if identity is None and self.writer is not None:
-            return await self._open_plain_visitor(visitor_id, hello)
+            return await self._open_plain_visitor(visitor_id, hello, register=register)
         async with self._tx() as tx:
             conv = None
             if visitor_id is not None:
@@ -350,10 +375,14 @@ class ChatService:
             info = await self.conversation_info(tx.conn, conv)
         return VisitorSession(visitor_id, self.tokens.issue(visitor_id, hello.site), info)
 
-    async def _open_plain_visitor(self, visitor_id: str | None, hello: protocol.VisitorHello) -> VisitorSession:
-        """A visitor without identity on SQLite: found or created, with their latest conversation, in one
-        group-committed step (the general path below does the same through SQLAlchemy)."""
+    async def _open_plain_visitor(self, visitor_id: str | None, hello: protocol.VisitorHello, *,
+                                  register: bool) -> VisitorSession:
+        """A visitor without identity on SQLite: found or created, with their latest conversation (and the
+        socket registered, with `register`), in one group-committed step (the general path does the same
+        through SQLAlchemy)."""
         site = hello.site
+        presence_id = str(uuid.uuid4()) if register else None
+        node = self.node
 
         def open_(db: sqlite3.Connection, now: str) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
             db.row_factory = sqlite3.Row
@@ -377,6 +406,9 @@ class ChatService:
                                "VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)",
                                (conv_id, vid, site, State.BOT.value, now, now))
                     conv = db.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+                if presence_id is not None and hello.last_seq <= conv["last_seq"]:
+                    db.execute("INSERT INTO visitor_sessions (id, conversation_id, node, heartbeat_at) "
+                               "VALUES (?, ?, ?, ?)", (presence_id, conv["id"], node, now))
                 agent = None
                 if conv["agent_id"]:
                     agent = db.execute("SELECT id, name FROM agents WHERE id = ?", (conv["agent_id"],)).fetchone()
@@ -400,7 +432,9 @@ class ChatService:
             first_question=conv["first_question"], waiting_since=iso(batch.parse_stamp(conv["waiting_since"])),
             visitor_read_seq=conv["visitor_read_seq"], agent_read_seq=conv["agent_read_seq"],
         )
-        return VisitorSession(vid, self.tokens.issue(vid, site), info)
+        # The token is a deterministic signature of (visitor, site): a valid one is handed back as it came.
+        token = hello.token if vid == visitor_id and hello.token else self.tokens.issue(vid, site)
+        return VisitorSession(vid, token, info, presence_id)
 
     def _check_text(self, text: str) -> str:
         if not text.strip():
@@ -1099,6 +1133,8 @@ class ChatService:
             self._sweeper = None
         if self.writer is not None:
             await self.writer.close()
+        if self.reader is not None:
+            await self.reader.close()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -1147,6 +1183,23 @@ def _sqlite_unavailable(exc: sqlite3.Error) -> ServiceError:
     log.error("the store cannot write: %s (%s)", problem, message)
     return ServiceError(ErrorCode.UNAVAILABLE, f"the store cannot write ({problem}); nothing was saved, "
                         "retry later", retryable=True)
+
+
+_REPLAY_COLUMNS = "seq, kind, role, author_id, author_name, text, client_id, data, created_at"
+_REPLAY_ALL = (f"SELECT {_REPLAY_COLUMNS} FROM events WHERE conversation_id = ? AND seq > ? "
+               "ORDER BY seq LIMIT ?")
+_REPLAY_PUBLIC = (f"SELECT {_REPLAY_COLUMNS} FROM events WHERE conversation_id = ? AND seq > ? AND internal = 0 "
+                  "ORDER BY seq LIMIT ?")
+_json_decode = msgspec.json.Decoder().decode
+
+
+def _event_from_tuple(conv_id: str, row: tuple[Any, ...]) -> protocol.Event:
+    """An event read by `_REPLAY_*` on a plain `sqlite3` connection (JSON and timestamps as stored)."""
+    seq, kind, role, author_id, author_name, text, client_id, data, created_at = row
+    return protocol.Event(conversation_id=conv_id, seq=seq, kind=kind, role=role,
+                          author=protocol.Author(id=author_id, name=author_name) if author_id or author_name else None,
+                          text=text, client_id=client_id, data=None if data is None else _json_decode(data),
+                          at=iso(batch.parse_stamp(created_at)) or "")
 
 
 def _event_frame(row: Any) -> protocol.Event:

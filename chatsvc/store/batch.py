@@ -101,20 +101,22 @@ def _stamp(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-class MessageWriter:
-    """Writes chat messages in group-committed batches on a `sqlite3` connection of its own."""
+class _Batched:
+    """A `sqlite3` connection in a thread of its own, fed from the event loop in batches: whatever is queued
+    when the thread is free runs in one transaction and one thread hop."""
+
+    begin = "BEGIN"
+    thread_name = "chatsvc-sqlite"
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatsvc-sqlite-writer")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.thread_name)
         self._db: sqlite3.Connection | None = None
-        self._queue: list[tuple[Message, datetime, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Any, datetime, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-
-    # -- the writer thread
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True, cached_statements=64,
@@ -125,24 +127,104 @@ class MessageWriter:
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
-    def _write(self, batch: Sequence[tuple[Message | Operation, datetime]]) -> list[Any]:
+    def _batch(self, batch: Sequence[tuple[Any, datetime]]) -> list[Any]:
         if self._db is None:
             self._db = self._open()
         db = self._db
         results: list[Any] = []
-        db.execute("BEGIN IMMEDIATE")
+        db.execute(self.begin)
         try:
             for item, now in batch:
-                if isinstance(item, Message):
-                    results.append(self._write_one(db, item, now))
-                else:
-                    results.append(self._run_one(db, item, now))
+                results.append(self._one(db, item, now))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
         return results
+
+    def _one(self, db: sqlite3.Connection, item: Any, now: datetime) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- the event loop side
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.thread_name)
+
+    async def _submit(self, item: Any, now: datetime) -> Any:
+        if self._closed:
+            raise sqlite3.OperationalError(f"the {self.thread_name} thread is closed")
+        if self._task is None:
+            self.start()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, now, future))
+        self._wake.set()
+        result = await future
+        if isinstance(result, _Failed):
+            raise result.error
+        return result
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    results = await loop.run_in_executor(self._pool, self._batch,
+                                                          [(m, now) for m, now, _ in batch])
+                except asyncio.CancelledError:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.cancel()
+                    raise
+                except Exception as exc:  # noqa: BLE001 - each waiting caller gets the store's error
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, _, future), result in zip(batch, results):
+                    if not future.done():
+                        future.set_result(result)
+            if self._closed:
+                return
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._wake.set()
+            try:
+                await asyncio.wait_for(self._task, 30)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+            self._task = None
+        for _, _, future in self._queue:
+            if not future.done():
+                future.set_exception(sqlite3.OperationalError(f"the {self.thread_name} thread is closed"))
+        self._queue = []
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._close_db)
+        self._pool.shutdown(wait=True)
+
+
+class MessageWriter(_Batched):
+    """Writes chat messages in group-committed batches on a `sqlite3` connection of its own."""
+
+    begin = "BEGIN IMMEDIATE"
+    thread_name = "chatsvc-sqlite-writer"
+
+    def _one(self, db: sqlite3.Connection, item: Message | Operation, now: datetime) -> Any:
+        if isinstance(item, Message):
+            return self._write_one(db, item, now)
+        return self._run_one(db, item, now)
+
+    # -- the writer thread
 
     @staticmethod
     def _run_one(db: sqlite3.Connection, operation: Operation, now: datetime) -> Any:
@@ -181,73 +263,32 @@ class MessageWriter:
         db.execute("RELEASE message")
         return Written(seq=int(seq), state=str(state), ticket_id=ticket_id, at=now)
 
-    def _close_db(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    # -- the event loop side
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="chatsvc-message-writer")
-
     async def write(self, message: Message | Operation, now: datetime) -> Any:
         """Queue one message; returns what was written, FALLBACK or DUPLICATE. Store errors raise.
 
         An `Operation` (a function of the connection and the current time as stored) runs in the same
         batches under a savepoint of its own; its result is returned, its exception raised.
         """
-        if self._closed:
-            raise sqlite3.OperationalError("the message writer is closed")
-        if self._task is None:
-            self.start()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((message, now, future))
-        self._wake.set()
-        result = await future
-        if isinstance(result, _Failed):
-            raise result.error
-        return result
+        return await self._submit(message, now)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                try:
-                    results = await loop.run_in_executor(self._pool, self._write,
-                                                          [(m, now) for m, now, _ in batch])
-                except asyncio.CancelledError:
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.cancel()
-                    raise
-                except Exception as exc:  # noqa: BLE001 - each waiting sender gets the store's error
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, _, future), result in zip(batch, results):
-                    if not future.done():
-                        future.set_result(result)
-            if self._closed:
-                return
 
-    async def close(self) -> None:
-        self._closed = True
-        if self._task is not None:
-            self._wake.set()
-            try:
-                await asyncio.wait_for(self._task, 30)
-            except (TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
-            self._task = None
-        for _, _, future in self._queue:
-            if not future.done():
-                future.set_exception(sqlite3.OperationalError("the message writer is closed"))
-        self._queue = []
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._close_db)
-        self._pool.shutdown(wait=True)
+class Reader(_Batched):
+    """Runs reads on a `sqlite3` connection of its own, batched like the writer: whatever is queued when the
+    thread is free is read in one snapshot (a plain `BEGIN`, which takes no write lock), one thread hop."""
+
+    thread_name = "chatsvc-sqlite-reader"
+
+    def _open(self) -> sqlite3.Connection:
+        db = super()._open()
+        db.execute("PRAGMA query_only=ON")
+        return db
+
+    def _one(self, db: sqlite3.Connection, item: Operation, now: datetime) -> Any:
+        try:
+            return item(db, _stamp(now))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller that queued it
+            return _Failed(exc)
+
+    async def read(self, operation: Operation, now: datetime | None = None) -> Any:
+        """Run `operation(connection, now)` in the reader thread; its result is returned, its exception raised."""
+        return await self._submit(operation, now or datetime.now(UTC))

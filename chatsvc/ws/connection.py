@@ -86,6 +86,7 @@ class Connection:
         self.deliveries: dict[str, Delivery] = {}
         self.closing: Closed | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._sending = False  # the writer holds a frame it took from the outbox
         self._main: asyncio.Task[Any] | None = None
         self.finished = asyncio.Event()  # set once the socket is closed and the session torn down
 
@@ -122,9 +123,11 @@ class Connection:
     async def _write_forever(self) -> None:
         while True:
             text = await self.outbox.get()
+            self._sending = True
             try:
                 await self.ws.send_text(text)
             finally:
+                self._sending = False
                 self.outbox.task_done()
 
     # ------------------------------------------------------------- input
@@ -191,8 +194,10 @@ class Connection:
         await self.cleanup()
         if code != CloseCode.SLOW_CONSUMER and self._writer is not None and self.ws.client_state == WebSocketState.CONNECTED:
             # Let queued frames (an error explaining the close, say) go out first.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.outbox.join(), 2.0)
+            if not self.outbox.empty() or self._sending:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await self.outbox.join()
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -209,7 +214,8 @@ class Connection:
 
     async def first_frame(self, decoder: msgspec.json.Decoder[Any], types: frozenset[str]) -> Any:
         try:
-            text = await asyncio.wait_for(self.receive_text(), HELLO_TIMEOUT)
+            async with asyncio.timeout(HELLO_TIMEOUT):  # no task of its own, unlike wait_for
+                text = await self.receive_text()
         except TimeoutError:
             raise Closed(CloseCode.HELLO_REQUIRED, "send hello first") from None
         try:

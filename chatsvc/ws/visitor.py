@@ -38,31 +38,38 @@ def origin_allowed(websocket: WebSocket, allowlist: tuple[str, ...]) -> bool:
 class VisitorConnection(Connection):
     role = "visitor"
 
+    @property
+    def address(self) -> str | None:
+        return client_address(self.ws.client)
+
     async def serve(self) -> None:
         hello: protocol.VisitorHello = await self.first_frame(protocol.visitor_decoder, protocol.VISITOR_TYPES)
         try:
-            session = await self.service.open_visitor(hello)
+            session = await self.service.open_visitor(hello, register=True)
         except ServiceError as exc:
             if exc.code == ErrorCode.RESYNC_REQUIRED:
                 self.send_error(exc.code, exc.message, ref=hello.ref, conversation_id=exc.conversation_id)
                 hello.last_seq = 0
-                session = await self.service.open_visitor(hello)
+                session = await self.service.open_visitor(hello, register=True)
             else:
                 self.send_error(exc.code, exc.message, ref=hello.ref, retryable=exc.retryable)
                 raise Closed(CloseCode.UNAUTHORIZED if exc.code == ErrorCode.IDENTITY_INVALID
                              else CloseCode.INTERNAL_ERROR, exc.message) from None
         self.visitor_id = session.visitor_id
-        limits = limits_for(self.settings)
-        if not limits.address_exempt(client_address(self.ws.client)) and \
-                not limits.visitor_connects.take(self.visitor_id):
+        self.conversation_id = session.conversation.id
+        if session.presence_id is not None:
+            self.presence_id = session.presence_id
+        self.limits = limits = limits_for(self.settings)
+        self.exempt = limits.address_exempt(self.address)
+        if not self.exempt and not limits.visitor_connects.take(self.visitor_id):
             metrics.RATE_LIMITED.labels("connect").inc()
             self.send_error(ErrorCode.RATE_LIMITED, "this visitor reconnects too often; wait a minute",
                             ref=hello.ref, retryable=True)
             raise Closed(CloseCode.FLOOD, "too many connections")
-        self.conversation_id = session.conversation.id
         conversation_id_var.set(self.conversation_id)  # on every log line of this session
         log.debug("visitor session opened (%s)", session.conversation.state)
-        self.presence_id = await self.service.register_visitor(self.conversation_id)
+        if session.presence_id is None:
+            self.presence_id = await self.service.register_visitor(self.conversation_id)
         self.send(protocol.VisitorWelcome(v=protocol.PROTOCOL_LEVEL, token=session.token,
                                           visitor_id=session.visitor_id, conversation=session.conversation,
                                           limits=self.service.limits()))
@@ -106,9 +113,9 @@ class VisitorConnection(Connection):
                                                conversation_id=self.conversation_id)
 
     async def _message(self, frame: protocol.VisitorMessage) -> None:
-        limits, address = limits_for(self.settings), client_address(self.ws.client)
-        if not limits.address_exempt(address) and (not limits.visitor_messages.take(self.visitor_id)
-                                                   or not limits.ip_messages.take(address or "")):
+        limits = self.limits
+        if not self.exempt and (not limits.visitor_messages.take(self.visitor_id)
+                                or not limits.ip_messages.take(self.address or "")):
             metrics.RATE_LIMITED.labels("visitor_message").inc()
             raise ServiceError(ErrorCode.RATE_LIMITED, "too many messages; slow down and send it again",
                                retryable=True)

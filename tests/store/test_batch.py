@@ -133,3 +133,29 @@ def test_only_sqlite_files_get_a_writer() -> None:
     assert batch.sqlite_path("sqlite+aiosqlite:////tmp/x.db") == "/tmp/x.db"
     assert batch.sqlite_path("sqlite+aiosqlite:///:memory:") is None
     assert batch.sqlite_path("postgresql+asyncpg://localhost/test") is None
+
+
+async def test_the_reader_reads_committed_rows_in_batches_and_never_writes(store) -> None:  # type: ignore[no-untyped-def]
+    engine, writer = store
+    await asyncio.gather(*(writer.write(visitor_says("v1", f"m{i}"), NOW) for i in range(5)))
+    reader = batch.Reader(writer.path)
+
+    def seqs_after(after: int):  # type: ignore[no-untyped-def]
+        def op(conn: sqlite3.Connection, _now: str) -> list[int]:
+            return [r[0] for r in conn.execute(
+                "SELECT seq FROM events WHERE conversation_id = 'c-v1' AND seq > ? ORDER BY seq", (after,))]
+        return op
+
+    def writes(conn: sqlite3.Connection, _now: str) -> None:
+        conn.execute("DELETE FROM events")
+
+    try:
+        results = await asyncio.gather(*(reader.read(seqs_after(n)) for n in range(5)))
+        assert results == [[1, 2, 3, 4, 5], [2, 3, 4, 5], [3, 4, 5], [4, 5], [5]]
+        outcome = await asyncio.gather(reader.read(writes), reader.read(seqs_after(3)), return_exceptions=True)
+        assert isinstance(outcome[0], sqlite3.OperationalError)  # query_only: a read can never write
+        assert outcome[1] == [4, 5]
+    finally:
+        await reader.close()
+    with pytest.raises(sqlite3.OperationalError):
+        await reader.read(seqs_after(0))
