@@ -31,7 +31,7 @@ from chatsvc.live import wire
 from chatsvc.live.identity import TokenSigner, hash_token, identity_valid
 from chatsvc.ops import metrics
 from chatsvc.settings import Settings
-from chatsvc.store import batch, db
+from chatsvc.store import batch, db, pg_fast
 from chatsvc.store.tables import (
     agent_sessions,
     agents,
@@ -147,6 +147,9 @@ class ChatService:
         self.writer = batch.MessageWriter(path) if path else None
         # Reads on the hot path (a resume's replay) on a plain `sqlite3` connection of their own, batched.
         self.reader = batch.Reader(path) if path else None
+        # The same steps straight on asyncpg on PostgreSQL (see chatsvc.store.pg_fast).
+        dsn = pg_fast.asyncpg_dsn(str(engine.url)) if settings.group_commit else None
+        self.pg = pg_fast.PgFastPath(dsn) if dsn else None
         # Set by the ticket service: a visitor message to a ticketed conversation goes onto the ticket.
         self.on_ticketed_message: Callable[[str, protocol.Event], Awaitable[None]] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -294,8 +297,8 @@ class ChatService:
 
     async def replay(self, conv_id: str, after_seq: int, *, include_internal: bool) -> list[protocol.Event]:
         """Every stored event of a conversation after `after_seq`, in order."""
-        if self.reader is not None:
-            return await self._replay_sqlite(conv_id, after_seq, include_internal)
+        if self.reader is not None or self.pg is not None:
+            return await self._replay_direct(conv_id, after_seq, include_internal)
         out: list[protocol.Event] = []
         cursor = after_seq
         async with self._read() as conn:
@@ -309,7 +312,8 @@ class ChatService:
                     return out
                 cursor = rows[-1].seq
 
-    async def _replay_sqlite(self, conv_id: str, after_seq: int, include_internal: bool) -> list[protocol.Event]:
+    async def _replay_direct(self, conv_id: str, after_seq: int, include_internal: bool) -> list[protocol.Event]:
+        """`replay` on the SQLite reader thread or the PostgreSQL fast path."""
         sql = _REPLAY_ALL if include_internal else _REPLAY_PUBLIC
 
         def page(db: sqlite3.Connection, _now: str) -> list[tuple[Any, ...]]:
@@ -318,10 +322,16 @@ class ChatService:
         out: list[protocol.Event] = []
         cursor = after_seq
         while True:
-            try:
-                rows = await self.reader.read(page)  # type: ignore[union-attr]
-            except sqlite3.Error as exc:
-                raise _sqlite_unavailable(exc) from exc
+            if self.pg is not None:
+                try:
+                    rows = await self.pg.replay_page(conv_id, cursor, include_internal, REPLAY_PAGE)
+                except pg_fast.StoreUnavailable as exc:
+                    raise _pg_unavailable(exc) from exc
+            else:
+                try:
+                    rows = await self.reader.read(page)  # type: ignore[union-attr]
+                except sqlite3.Error as exc:
+                    raise _sqlite_unavailable(exc) from exc
             out.extend(_event_from_tuple(conv_id, r) for r in rows)
             if len(rows) < REPLAY_PAGE:
                 return out
@@ -342,7 +352,7 @@ class ChatService:
                                        "the identity signature does not match; see docs/protocol.md#identity")
                 verified = True
         visitor_id = self.tokens.verify(hello.token, hello.site) if hello.token else None
-        if identity is None and self.writer is not None:
+        if identity is None and (self.writer is not None or self.pg is not None):
             return await self._open_plain_visitor(visitor_id, hello, register=register)
         async with self._tx() as tx:
             conv = None
@@ -377,9 +387,9 @@ class ChatService:
 
     async def _open_plain_visitor(self, visitor_id: str | None, hello: protocol.VisitorHello, *,
                                   register: bool) -> VisitorSession:
-        """A visitor without identity on SQLite: found or created, with their latest conversation (and the
-        socket registered, with `register`), in one group-committed step (the general path does the same
-        through SQLAlchemy)."""
+        """A visitor without identity: found or created, with their latest conversation (and the socket
+        registered, with `register`), in one group-committed step on SQLite or one or two statements on
+        PostgreSQL (the general path does the same through SQLAlchemy)."""
         site = hello.site
         presence_id = str(uuid.uuid4()) if register else None
         node = self.node
@@ -416,10 +426,17 @@ class ChatService:
             finally:
                 db.row_factory = None
 
-        try:
-            vid, vrow, conv, agent = await self.writer.write(open_, self.clock())  # type: ignore[union-attr]
-        except sqlite3.Error as exc:
-            raise _sqlite_unavailable(exc) from exc
+        if self.pg is not None:
+            try:
+                vid, vrow, conv, agent = await self.pg.open_plain_visitor(
+                    visitor_id, site, hello.last_seq, presence_id, node, self.clock())
+            except pg_fast.StoreUnavailable as exc:
+                raise _pg_unavailable(exc) from exc
+        else:
+            try:
+                vid, vrow, conv, agent = await self.writer.write(open_, self.clock())  # type: ignore[union-attr]
+            except sqlite3.Error as exc:
+                raise _sqlite_unavailable(exc) from exc
         if hello.last_seq > conv["last_seq"]:
             raise ServiceError(ErrorCode.RESYNC_REQUIRED,
                                f"last_seq {hello.last_seq} is ahead of the conversation ({conv['last_seq']}); "
@@ -429,7 +446,7 @@ class ChatService:
             agent=None if agent is None else protocol.Author(id=agent["id"], name=agent["name"]),
             visitor=protocol.Identity(name=vrow["name"], email=vrow["email"] or conv["email"], plan=vrow["plan"],
                                       community=vrow["community"]),
-            first_question=conv["first_question"], waiting_since=iso(batch.parse_stamp(conv["waiting_since"])),
+            first_question=conv["first_question"], waiting_since=iso(_stamp(conv["waiting_since"])),
             visitor_read_seq=conv["visitor_read_seq"], agent_read_seq=conv["agent_read_seq"],
         )
         # The token is a deterministic signature of (visitor, site): a valid one is handed back as it came.
@@ -473,6 +490,11 @@ class ChatService:
 
     async def _write_message(self, message: batch.Message) -> batch.Written | str:
         """The group-committed path for a chat message (SQLite); FALLBACK means: take the general path."""
+        if self.pg is not None:
+            try:
+                return await self.pg.write_message(message, self.clock())
+            except pg_fast.StoreUnavailable as exc:
+                raise _pg_unavailable(exc) from exc
         if self.writer is None:
             return batch.FALLBACK
         try:
@@ -1027,6 +1049,12 @@ class ChatService:
     async def register_visitor(self, conv_id: str) -> str:
         """Note an open visitor socket; its process's heartbeat keeps it alive."""
         session_id = str(uuid.uuid4())
+        if self.pg is not None:
+            try:
+                await self.pg.register(session_id, conv_id, self.node, self.clock())
+            except pg_fast.StoreUnavailable as exc:
+                raise _pg_unavailable(exc) from exc
+            return session_id
         if self.writer is not None:
             node = self.node
 
@@ -1045,6 +1073,12 @@ class ChatService:
         return session_id
 
     async def unregister_visitor(self, session_id: str, conv_id: str) -> None:
+        if self.pg is not None:
+            try:
+                await self.pg.unregister(session_id, conv_id, self.clock())
+            except pg_fast.StoreUnavailable:
+                log.warning("could not remove visitor session %s; it expires with its process", session_id)
+            return
         if self.writer is not None:
 
             def unregister(db: sqlite3.Connection, now: str) -> None:
@@ -1135,6 +1169,8 @@ class ChatService:
             await self.writer.close()
         if self.reader is not None:
             await self.reader.close()
+        if self.pg is not None:
+            await self.pg.close()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -1173,6 +1209,16 @@ def _problem_in(message: str) -> str | None:
     return next((problem for needle, problem in _STORE_PROBLEMS if needle in message), None)
 
 
+def _pg_unavailable(exc: pg_fast.StoreUnavailable) -> ServiceError:
+    log.warning("database error: %s", exc)
+    return ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True)
+
+
+def _stamp(value: datetime | str | None) -> datetime | None:
+    """A timestamp as a driver returns it: text from sqlite3, a datetime from asyncpg."""
+    return batch.parse_stamp(value) if isinstance(value, str) else value
+
+
 def _sqlite_unavailable(exc: sqlite3.Error) -> ServiceError:
     """What the group-commit writer's SQLite error means for the client (as `_tx` does for SQLAlchemy's)."""
     message = (str(exc).splitlines() or [exc.__class__.__name__])[0][:200]
@@ -1199,7 +1245,7 @@ def _event_from_tuple(conv_id: str, row: tuple[Any, ...]) -> protocol.Event:
     return protocol.Event(conversation_id=conv_id, seq=seq, kind=kind, role=role,
                           author=protocol.Author(id=author_id, name=author_name) if author_id or author_name else None,
                           text=text, client_id=client_id, data=None if data is None else _json_decode(data),
-                          at=iso(batch.parse_stamp(created_at)) or "")
+                          at=iso(_stamp(created_at)) or "")
 
 
 def _event_frame(row: Any) -> protocol.Event:

@@ -1,0 +1,213 @@
+"""The hot path on PostgreSQL: chat messages, a visitor's hello and resume, straight on asyncpg.
+
+Through SQLAlchemy every message or resume is a pool checkout with a liveness ping, a `BEGIN`, several
+statements and a `COMMIT`, each a round trip and a trip through the ORM-less but still deep Core layers.
+Here each step is one or two prepared statements on a small asyncpg pool of its own, in autocommit:
+
+- a chat message is one statement: the conversation's sequence number is bumped and the event inserted
+  by a data-modifying CTE (the row lock on the conversation keeps numbers contiguous; a client id seen
+  before violates the unique index and the whole statement, bump included, is undone);
+- a resume is one read (the visitor, their latest conversation and its agent, joined) and one insert of
+  the socket's row; a new visitor is one statement inserting the visitor, the conversation and the socket;
+- a socket's goodbye is one statement; a replay page is one indexed read.
+
+Only the common case is handled, as in `chatsvc.store.batch` for SQLite: a message the lifecycle must
+decide comes back as `FALLBACK` and the service takes its general path. Results have the shapes the
+SQLite path returns, so the service treats both alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from chatsvc.store.batch import DUPLICATE, FALLBACK, Message, Written
+
+ACQUIRE_TIMEOUT = 10.0
+
+_VISITOR_MESSAGE = """
+WITH bump AS (
+    UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1,
+           first_question = COALESCE(first_question, $2)
+    WHERE id = $3 AND visitor_id = $4 AND state != 'ended'
+    RETURNING last_seq, state, ticket_id
+), ins AS (
+    INSERT INTO events (conversation_id, seq, kind, role, author_id, author_name, text, client_id, internal,
+                        data, created_at)
+    SELECT $3, last_seq, 'message', 'visitor', $4, NULL, $5, $6, false, NULL, $1 FROM bump
+)
+SELECT last_seq, state, ticket_id FROM bump
+"""
+
+_AGENT_MESSAGE = """
+WITH bump AS (
+    UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1
+    WHERE id = $2 AND (agent_id = $3 OR $4) AND (state = 'with_agent' OR $5)
+    RETURNING last_seq, state, ticket_id
+), ins AS (
+    INSERT INTO events (conversation_id, seq, kind, role, author_id, author_name, text, client_id, internal,
+                        data, created_at)
+    SELECT $2, last_seq, $6, 'agent', $3, $7, $8, $9, $5, NULL, $1 FROM bump
+)
+SELECT last_seq, state, ticket_id FROM bump
+"""
+
+_RESUME = """
+SELECT v.name, v.email, v.plan, v.community, c.*, a.name AS agent_name
+FROM visitors v
+LEFT JOIN LATERAL (SELECT * FROM conversations WHERE visitor_id = v.id ORDER BY created_at DESC LIMIT 1) c
+       ON true
+LEFT JOIN agents a ON a.id = c.agent_id
+WHERE v.id = $1
+"""
+
+_NEW_VISITOR = """
+WITH v AS (
+    INSERT INTO visitors (id, site_key, created_at, verified) VALUES ($1, $3, $5, false) RETURNING id
+), c AS (
+    INSERT INTO conversations (id, visitor_id, site_key, state, last_seq, visitor_read_seq, agent_read_seq,
+                               created_at, updated_at)
+    SELECT $2, v.id, $3, 'bot', 0, 0, 0, $5, $5 FROM v
+    RETURNING *
+), s AS (
+    INSERT INTO visitor_sessions (id, conversation_id, node, heartbeat_at)
+    SELECT $4::text, c.id, $6, $5 FROM c WHERE $4::text IS NOT NULL
+)
+SELECT * FROM c
+"""
+
+_NEW_CONVERSATION = """
+INSERT INTO conversations (id, visitor_id, site_key, state, last_seq, visitor_read_seq, agent_read_seq,
+                           created_at, updated_at)
+VALUES ($1, $2, $3, 'bot', 0, 0, 0, $4, $4) RETURNING *
+"""
+
+_REGISTER = "INSERT INTO visitor_sessions (id, conversation_id, node, heartbeat_at) VALUES ($1, $2, $3, $4)"
+
+_UNREGISTER = """
+WITH gone AS (DELETE FROM visitor_sessions WHERE id = $1)
+UPDATE conversations SET visitor_seen_at = $2 WHERE id = $3
+"""
+
+_REPLAY_COLUMNS = "seq, kind, role, author_id, author_name, text, client_id, data, created_at"
+_REPLAY_ALL = (f"SELECT {_REPLAY_COLUMNS} FROM events WHERE conversation_id = $1 AND seq > $2 "
+               "ORDER BY seq LIMIT $3")
+_REPLAY_PUBLIC = (f"SELECT {_REPLAY_COLUMNS} FROM events WHERE conversation_id = $1 AND seq > $2 "
+                  "AND NOT internal ORDER BY seq LIMIT $3")
+
+_CONVERSATION_FIELDS = ("id", "visitor_id", "site_key", "state", "agent_id", "last_seq", "visitor_read_seq",
+                        "agent_read_seq", "first_question", "email", "waiting_since", "ticket_id")
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or refused the statement; nothing was written. Retryable."""
+
+
+def asyncpg_dsn(url: str) -> str | None:
+    """The asyncpg DSN for a PostgreSQL URL, or None for any other database."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgresql"):
+        return None
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PgFastPath:
+    """A small asyncpg pool for the hot path, beside the SQLAlchemy engine that does everything else."""
+
+    def __init__(self, dsn: str, *, max_size: int = 8) -> None:
+        self.dsn = dsn
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.max_size,
+                                                       max_inactive_connection_lifetime=60.0,
+                                                       server_settings={"application_name": "chatsvc-hot"})
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                raise StoreUnavailable(exc.__class__.__name__) from exc
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await pool.close()
+            except Exception:  # noqa: BLE001 - a pool whose server went away: drop its connections
+                pool.terminate()
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                return await getattr(conn, method)(sql, *args)
+        except asyncpg.UniqueViolationError:
+            raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StoreUnavailable(exc.__class__.__name__) from exc
+
+    # ------------------------------------------------------------------ messages
+
+    async def write_message(self, m: Message, now: datetime) -> Written | str:
+        try:
+            if m.role == "visitor":
+                row = await self._run("fetchrow", _VISITOR_MESSAGE, now, m.text[:500], m.conversation_id,
+                                      m.author_id, m.text, m.client_id)
+            else:
+                row = await self._run("fetchrow", _AGENT_MESSAGE, now, m.conversation_id, m.author_id, m.lead,
+                                      m.internal, "note" if m.internal else "message", m.author_name, m.text,
+                                      m.client_id)
+        except asyncpg.UniqueViolationError:
+            return DUPLICATE
+        if row is None:
+            return FALLBACK
+        return Written(seq=int(row[0]), state=str(row[1]), ticket_id=row[2], at=now)
+
+    # ------------------------------------------------------------------ visitors
+
+    async def open_plain_visitor(self, visitor_id: str | None, site: str, last_seq: int, presence_id: str | None,
+                                 node: str, now: datetime) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
+        """(visitor id, identity fields, latest conversation, its agent or None); the socket is registered
+        under `presence_id` unless the client is ahead of the conversation (a resync follows)."""
+        row = None
+        if visitor_id is not None:
+            row = await self._run("fetchrow", _RESUME, visitor_id)
+        if row is None:  # no token, or one from another database: start afresh
+            vid, conv_id = str(uuid.uuid4()), str(uuid.uuid4())
+            conv = await self._run("fetchrow", _NEW_VISITOR, vid, conv_id, site,
+                                   presence_id if last_seq <= 0 else None, now, node)
+            identity = {"name": None, "email": None, "plan": None, "community": None}
+            return vid, identity, _conversation(conv), None
+        identity = {"name": row["name"], "email": row["email"], "plan": row["plan"], "community": row["community"]}
+        if row["id"] is None:  # a visitor without a conversation yet
+            conv = _conversation(await self._run("fetchrow", _NEW_CONVERSATION, str(uuid.uuid4()), visitor_id,
+                                                 site, now))
+            agent = None
+        else:
+            conv = _conversation(row)
+            agent = None if row["agent_id"] is None else {"id": row["agent_id"], "name": row["agent_name"]}
+        if presence_id is not None and last_seq <= conv["last_seq"]:
+            await self._run("execute", _REGISTER, presence_id, conv["id"], node, now)
+        return visitor_id, identity, conv, agent
+
+    async def register(self, session_id: str, conv_id: str, node: str, now: datetime) -> None:
+        await self._run("execute", _REGISTER, session_id, conv_id, node, now)
+
+    async def unregister(self, session_id: str, conv_id: str, now: datetime) -> None:
+        await self._run("execute", _UNREGISTER, session_id, now, conv_id)
+
+    # ------------------------------------------------------------------ reads
+
+    async def replay_page(self, conv_id: str, after_seq: int, include_internal: bool, limit: int) -> list[Any]:
+        """Rows of (seq, kind, role, author_id, author_name, text, client_id, data, created_at)."""
+        return list(await self._run("fetch", _REPLAY_ALL if include_internal else _REPLAY_PUBLIC, conv_id,
+                                    after_seq, limit))
+
+
+def _conversation(row: Any) -> dict[str, Any]:
+    return {name: row[name] for name in _CONVERSATION_FIELDS}
