@@ -94,6 +94,11 @@ class Broker(abc.ABC):
         `BrokerUnavailable` if the backend cannot be reached.
         """
 
+    def publish_now(self, channel: str, message: bytes) -> bool:
+        """Deliver `message` at once, without awaiting, where the backend can (the in-process broker does):
+        True if it was delivered. Other backends return False; use `publish`. Raises like `publish`."""
+        return False
+
     @abc.abstractmethod
     async def ping(self) -> bool:
         """True if the broker is connected and its backend answers (for readiness checks)."""

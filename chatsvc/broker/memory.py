@@ -33,10 +33,14 @@ class MemoryBroker(Broker):
                 subscription._close()
 
     async def publish(self, channel: str, message: bytes) -> None:
+        self.publish_now(channel, message)
+
+    def publish_now(self, channel: str, message: bytes) -> bool:
         self._require_connected(f"publish to {channel!r}")
         data = message_bytes(message)
         for subscription in self._channels.get(channel, ()):
             subscription._deliver(data)
+        return True
 
     async def ping(self) -> bool:
         return self._state is BrokerState.CONNECTED

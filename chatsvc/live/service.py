@@ -199,6 +199,14 @@ class ChatService:
         """A connection for reads only: on SQLite it takes no write lock (a snapshot of the WAL)."""
         return self._reader.connect()
 
+    def _publish_now(self, channel: str, payload: bytes) -> bool:
+        """Publish without awaiting where the broker can (in-process): no task, nothing to cancel."""
+        try:
+            return self.broker.publish_now(channel, payload)
+        except BrokerUnavailable:
+            log.warning("broker unavailable; %s will be delivered on resume", channel)
+            return True
+
     async def _publish(self, channel: str, payload: bytes) -> None:
         try:
             await self.broker.publish(channel, payload)
@@ -477,16 +485,82 @@ class ChatService:
         """Publish a stored message again and return its seq. A process killed between a commit and its
         publish leaves other processes unaware of the event; the client's retry (same client id) repairs
         that. Subscribers drop what they already have by sequence number."""
-        try:
-            async with self._read() as conn:
-                row = (await conn.execute(select(events).where(
-                    events.c.conversation_id == conv_id, events.c.client_id == client_id))).first()
-        except (DBAPIError, OSError, PoolTimeout) as exc:
-            raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
+        if self.reader is not None or self.pg is not None:
+            found = await self._event_by_client(conv_id, client_id)
+            if found is None:
+                return None
+            frame, internal = found
+        else:
+            try:
+                async with self._read() as conn:
+                    row = (await conn.execute(select(events).where(
+                        events.c.conversation_id == conv_id, events.c.client_id == client_id))).first()
+            except (DBAPIError, OSError, PoolTimeout) as exc:
+                raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
+            if row is None:
+                return None
+            frame, internal = _event_frame(row), bool(row.internal)
+        await self._publish(wire.conv_channel(conv_id), wire.event_payload(frame, internal))
+        return frame.seq
+
+    async def _event_by_client(self, conv_id: str, client_id: str) -> tuple[protocol.Event, bool] | None:
+        if self.pg is not None:
+            try:
+                row = await self.pg.event_by_client(conv_id, client_id)
+            except pg_fast.StoreUnavailable as exc:
+                raise _pg_unavailable(exc) from exc
+        else:
+            def read(db: sqlite3.Connection, _now: str) -> Any:
+                return db.execute(_BY_CLIENT_ID, (conv_id, client_id)).fetchone()
+
+            try:
+                row = await self.reader.read(read)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:
+                raise _sqlite_unavailable(exc) from exc
         if row is None:
             return None
-        await self._publish(wire.conv_channel(conv_id), wire.event_payload(_event_frame(row), bool(row.internal)))
-        return int(row.seq)
+        return _event_from_tuple(conv_id, tuple(row)[:-1]), bool(row[-1])
+
+    async def _append_in_state(self, conv_id: str, state: State, *, kind: str, role: str,
+                               author: protocol.Author | None, text: str | None,
+                               data: dict[str, Any] | None) -> bool | None:
+        """Append one event to a conversation still in `state` on the fast path, and publish it: True if
+        appended, False if the state moved on, None without a fast path (take the general one)."""
+        if self.reader is None and self.pg is None:
+            return None
+        now = self.clock()
+        author_id, author_name = (author.id, author.name) if author else (None, None)
+        data_json = None if data is None else msgspec.json.encode(data).decode()
+        if self.pg is not None:
+            try:
+                seq = await self.pg.append_in_state(conv_id, state.value, kind=kind, role=role, author_id=author_id,
+                                                    author_name=author_name, text=text, data_json=data_json, now=now)
+            except pg_fast.StoreUnavailable as exc:
+                raise _pg_unavailable(exc) from exc
+        else:
+            def append(db: sqlite3.Connection, stamp: str) -> int | None:
+                row = db.execute("UPDATE conversations SET last_seq = last_seq + 1, updated_at = ? "
+                                 "WHERE id = ? AND state = ? RETURNING last_seq", (stamp, conv_id, state.value)
+                                 ).fetchone()
+                if row is None:
+                    return None
+                db.execute("INSERT INTO events (conversation_id, seq, kind, role, author_id, author_name, text, "
+                           "client_id, internal, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?)",
+                           (conv_id, row[0], kind, role, author_id, author_name, text, data_json, stamp))
+                return int(row[0])
+
+            try:
+                seq = await self.writer.write(append, now)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:
+                raise _sqlite_unavailable(exc) from exc
+        if seq is None:
+            return False
+        frame = protocol.Event(conversation_id=conv_id, seq=seq, kind=kind, role=role,  # type: ignore[arg-type]
+                               author=author, text=text, client_id=None, data=data, at=iso(now) or "")
+        channel, payload = wire.conv_channel(conv_id), wire.event_payload(frame, False)
+        if not self._publish_now(channel, payload):
+            await asyncio.shield(self._publish(channel, payload))
+        return True
 
     async def _write_message(self, message: batch.Message) -> batch.Written | str:
         """The group-committed path for a chat message (SQLite); FALLBACK means: take the general path."""
@@ -510,9 +584,10 @@ class ChatService:
             author=author, text=message.text, client_id=message.client_id, data=None,
             at=iso(written.at) or "",
         )
-        # Committed: announce it even when the caller is being cancelled (see _tx).
-        await asyncio.shield(self._publish(wire.conv_channel(message.conversation_id),
-                                           wire.event_payload(frame, message.internal)))
+        channel, payload = wire.conv_channel(message.conversation_id), wire.event_payload(frame, message.internal)
+        if not self._publish_now(channel, payload):
+            # Committed: announce it even when the caller is being cancelled (see _tx).
+            await asyncio.shield(self._publish(channel, payload))
         return frame
 
     async def visitor_message(self, visitor_id: str, conv_id: str, client_id: str, text: str) -> protocol.Ack:
@@ -581,18 +656,22 @@ class ChatService:
             log.exception("suggestion failed for conversation %s", conv_id)
             return
         no_match = result.no_match or not result.matches
-        async with self._tx() as tx:
-            conv = await self._conv(tx.conn, conv_id)
-            if State(conv.state) is not State.BOT:
-                return
-            if no_match:
-                await self._append(tx, conv_id, kind="message", role="bot", author=BOT_AUTHOR, text=NO_MATCH_TEXT,
-                                   data={"no_match": True, "question_seq": question_seq})
-            else:
-                articles = [msgspec.structs.asdict(a) for a in self._suggested(result)]
-                await self._append(tx, conv_id, kind="suggestions", role="bot", author=BOT_AUTHOR,
-                                   text=SUGGESTIONS_TEXT,
-                                   data={"question_seq": question_seq, "question": text[:500], "articles": articles})
+        if no_match:
+            kind, answer, data = "message", NO_MATCH_TEXT, {"no_match": True, "question_seq": question_seq}
+        else:
+            kind, answer = "suggestions", SUGGESTIONS_TEXT
+            data = {"question_seq": question_seq, "question": text[:500],
+                    "articles": [msgspec.structs.asdict(a) for a in self._suggested(result)]}
+        appended = await self._append_in_state(conv_id, State.BOT, kind=kind, role="bot", author=BOT_AUTHOR,
+                                               text=answer, data=data)
+        if appended is False:
+            return  # an agent took over, or the chat ended, meanwhile
+        if appended is None:
+            async with self._tx() as tx:
+                conv = await self._conv(tx.conn, conv_id)
+                if State(conv.state) is not State.BOT:
+                    return
+                await self._append(tx, conv_id, kind=kind, role="bot", author=BOT_AUTHOR, text=answer, data=data)
         if no_match:
             best = result.matches[0] if result.matches else None
             await self.kb.store.record_unanswered(
@@ -1236,6 +1315,7 @@ _REPLAY_ALL = (f"SELECT {_REPLAY_COLUMNS} FROM events WHERE conversation_id = ? 
                "ORDER BY seq LIMIT ?")
 _REPLAY_PUBLIC = (f"SELECT {_REPLAY_COLUMNS} FROM events WHERE conversation_id = ? AND seq > ? AND internal = 0 "
                   "ORDER BY seq LIMIT ?")
+_BY_CLIENT_ID = f"SELECT {_REPLAY_COLUMNS}, internal FROM events WHERE conversation_id = ? AND client_id = ?"
 _json_decode = msgspec.json.Decoder().decode
 
 

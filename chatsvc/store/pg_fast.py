@@ -93,11 +93,24 @@ WITH gone AS (DELETE FROM visitor_sessions WHERE id = $1)
 UPDATE conversations SET visitor_seen_at = $2 WHERE id = $3
 """
 
+_APPEND_IN_STATE = """
+WITH bump AS (
+    UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 WHERE id = $2 AND state = $3
+    RETURNING last_seq
+), ins AS (
+    INSERT INTO events (conversation_id, seq, kind, role, author_id, author_name, text, client_id, internal,
+                        data, created_at)
+    SELECT $2, last_seq, $4, $5, $6, $7, $8, NULL, false, $9::json, $1 FROM bump
+)
+SELECT last_seq FROM bump
+"""
+
 _REPLAY_COLUMNS = "seq, kind, role, author_id, author_name, text, client_id, data, created_at"
 _REPLAY_ALL = (f"SELECT {_REPLAY_COLUMNS} FROM events WHERE conversation_id = $1 AND seq > $2 "
                "ORDER BY seq LIMIT $3")
 _REPLAY_PUBLIC = (f"SELECT {_REPLAY_COLUMNS} FROM events WHERE conversation_id = $1 AND seq > $2 "
                   "AND NOT internal ORDER BY seq LIMIT $3")
+_BY_CLIENT_ID = f"SELECT {_REPLAY_COLUMNS}, internal FROM events WHERE conversation_id = $1 AND client_id = $2"
 
 _CONVERSATION_FIELDS = ("id", "visitor_id", "site_key", "state", "agent_id", "last_seq", "visitor_read_seq",
                         "agent_read_seq", "first_question", "email", "waiting_since", "ticket_id")
@@ -168,6 +181,13 @@ class PgFastPath:
             return FALLBACK
         return Written(seq=int(row[0]), state=str(row[1]), ticket_id=row[2], at=now)
 
+    async def append_in_state(self, conv_id: str, state: str, *, kind: str, role: str, author_id: str | None,
+                              author_name: str | None, text: str | None, data_json: str | None,
+                              now: datetime) -> int | None:
+        """Append one event if the conversation is in `state`; its seq, or None (the state moved on)."""
+        return await self._run("fetchval", _APPEND_IN_STATE, now, conv_id, state, kind, role, author_id,
+                               author_name, text, data_json)
+
     # ------------------------------------------------------------------ visitors
 
     async def open_plain_visitor(self, visitor_id: str | None, site: str, last_seq: int, presence_id: str | None,
@@ -207,6 +227,11 @@ class PgFastPath:
         """Rows of (seq, kind, role, author_id, author_name, text, client_id, data, created_at)."""
         return list(await self._run("fetch", _REPLAY_ALL if include_internal else _REPLAY_PUBLIC, conv_id,
                                     after_seq, limit))
+
+
+    async def event_by_client(self, conv_id: str, client_id: str) -> Any:
+        """The event a client id stored, as a replay row plus its `internal` flag, or None."""
+        return await self._run("fetchrow", _BY_CLIENT_ID, conv_id, client_id)
 
 
 def _conversation(row: Any) -> dict[str, Any]:

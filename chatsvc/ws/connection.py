@@ -233,9 +233,10 @@ class Connection:
 
     async def frames(self, decoder: msgspec.json.Decoder[Any], types: frozenset[str]):  # type: ignore[no-untyped-def]
         """Decoded, admitted frames; malformed ones are answered with an error and skipped."""
+        frames_seen = metrics.WS_FRAMES.labels(self.role)
         while True:
             text = await self.receive_text()
-            metrics.WS_FRAMES.labels(self.role).inc()
+            frames_seen.inc()
             if not self.admit():
                 continue
             try:

@@ -16,6 +16,8 @@ from chatsvc.ws.connection import Closed, Connection
 from chatsvc.ws.protocol import CloseCode, ErrorCode
 
 log = logging.getLogger("chatsvc.ws")
+_LATENCY = metrics.MESSAGE_LATENCY.labels("visitor")
+_MESSAGES = metrics.MESSAGES.labels("visitor")
 
 
 def origin_allowed(websocket: WebSocket, allowlist: tuple[str, ...]) -> bool:
@@ -119,11 +121,11 @@ class VisitorConnection(Connection):
             metrics.RATE_LIMITED.labels("visitor_message").inc()
             raise ServiceError(ErrorCode.RATE_LIMITED, "too many messages; slow down and send it again",
                                retryable=True)
-        with metrics.MESSAGE_LATENCY.labels("visitor").time():
+        with _LATENCY.time():
             ack = await self.service.visitor_message(self.visitor_id, self.conversation_id, frame.client_id,
                                                      frame.text)
         if not ack.duplicate:
-            metrics.MESSAGES.labels("visitor").inc()
+            _MESSAGES.inc()
         ack.ref = frame.ref
         self.send(ack)
 
