@@ -41,7 +41,7 @@ from chatsvc.tickets.webhooks import WebhookWorker
 from chatsvc.tickets.webhooks import routes as webhook_routes
 from chatsvc.web.api import ApiError, api_error_handler
 from chatsvc.web.openapi import routes as openapi_routes
-from chatsvc.web.security import SecurityHeaders, refuse_flooding_socket
+from chatsvc.web.security import SecurityHeaders, refuse_flooding_socket, start_limit_exchange
 from chatsvc.web.widget import routes as widget_routes
 from chatsvc.ws.agent import AgentConnection
 from chatsvc.ws.connection import Connection
@@ -158,6 +158,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         service.on_ticket_pending = tickets.on_ticket_pending
         service.on_ticketed_message = tickets.on_visitor_message
         await service.start()
+        await tickets.start()  # retries conversions that failed (CHATSVC_TICKET_RETRY_INTERVAL)
+        limit_exchange = await start_limit_exchange(settings)  # with Redis: cluster-wide rate limits
         webhook_worker = WebhookWorker(engine, service.clock)
         await webhook_worker.start()
         app.state.gaps = await GapService.started(engine, kb, settings, clock=service.clock)
@@ -171,6 +173,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             for connection in list(runtime.connections):
                 connection.abort(CloseCode.GOING_AWAY, "server shutting down")
             await webhook_worker.stop()
+            if limit_exchange is not None:
+                await limit_exchange.stop()
+            await tickets.stop()
             await app.state.gaps.stop()
             await service.stop()
             await kb.stop()

@@ -103,6 +103,12 @@ FIELDS: tuple[Field, ...] = (
     Field("rate_limit_exempt", "CHATSVC_RATE_LIMIT_EXEMPT",
           "Comma-separated addresses or networks of trusted clients (health checks, load tests) that skip "
           "the connection, message and contact-form limits."),
+    Field("rate_limit_sync", "CHATSVC_RATE_LIMIT_SYNC",
+          "With Redis: seconds between the exchanges of rate-limit counts between processes, which make the "
+          "limits cluster-wide; 0: each process counts for itself."),
+    Field("ticket_retry_interval", "CHATSVC_TICKET_RETRY_INTERVAL",
+          "Seconds between passes that convert chats left waiting for their ticket (a conversion that failed); "
+          "also how long a chat waits before it is retried. 0: no retry."),
     Field("gaps_embedder", "CHATSVC_GAPS_EMBEDDER",
           "Question vectors for article gaps: `auto` (all-MiniLM-L6-v2 when the `embeddings` extra is "
           "installed, else TF-IDF), `minilm` or `tfidf`."),
@@ -153,6 +159,8 @@ class Settings:
     ip_message_rate: int = 600
     contact_rate: int = 5
     rate_limit_exempt: str = "127.0.0.1,::1"
+    rate_limit_sync: float = 0.25
+    ticket_retry_interval: float = 15.0
     gaps_embedder: str = "auto"
     gaps_assign_interval: float = 300.0
     gaps_recluster_interval: float = 21600.0

@@ -21,6 +21,7 @@ from sqlalchemy import Integer, Text, cast, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatsvc.kb_suggest.articles import Article, ArticleDiff
+from chatsvc.ops.logs import Outage
 from chatsvc.store.tables import article_feedback, articles, kv, unanswered_questions
 
 log = logging.getLogger("chatsvc.kb")
@@ -194,6 +195,9 @@ class KnowledgeBase:
         self._stamps: dict[str, tuple[int, str]] = {}  # article id -> (version, status) indexed
         self._poller: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # While the store is down: one warning, no traceback per round; the previous index keeps serving.
+        self._outage = Outage(log, "help-center refresh", "the bot answers from the last index built, if any, "
+                              "until it recovers")
 
     async def refresh(self) -> bool:
         """Catch up with the stored help center; True when the index changed.
@@ -241,8 +245,8 @@ class KnowledgeBase:
     async def start(self) -> None:
         try:
             await self.refresh()
-        except Exception:  # noqa: BLE001 - chat must start even when the help center cannot be indexed
-            log.exception("the suggestion index could not be built; the bot stays silent until it can")
+        except Exception as exc:  # noqa: BLE001 - chat must start even when the help center cannot be indexed
+            self._outage.failed(exc)  # the bot stays silent until the index can be built
         self._poller = asyncio.create_task(self._poll(), name="chatsvc-kb-poller")
 
     async def stop(self) -> None:
@@ -257,5 +261,7 @@ class KnowledgeBase:
             await asyncio.sleep(POLL_SECONDS)
             try:
                 await self.refresh()
-            except Exception:  # noqa: BLE001 - a failed rebuild keeps the previous index serving
-                log.exception("help-center refresh failed; keeping the previous index")
+            except Exception as exc:  # noqa: BLE001 - a failed rebuild keeps the previous index serving
+                self._outage.failed(exc)
+            else:
+                self._outage.succeeded()

@@ -8,6 +8,8 @@ one, and secrets kept out.
 - Secrets never reach a log line: libraries that dump payloads at debug level (websocket frames, database
   rows) are held at INFO, and every line passes through `redact`, which masks bearer tokens, signed link
   tokens, cookies and URL passwords whatever logged them.
+- A periodic job whose store or broker is down reports it through `Outage`: one warning when it starts
+  failing, one info line when it recovers, no traceback per round (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -176,3 +178,124 @@ class RequestContext:
                                  status, (time.perf_counter() - started) * 1000)
             conversation_id_var.reset(conv_token)
             request_id_var.reset(token)
+
+
+# ------------------------------------------------------------------ periodic jobs that fail for a while
+
+# SQLSTATEs of a PostgreSQL that cannot be reached or is going away: class 08 (connection exceptions),
+# 57P01-57P03 (shut down by the administrator, crashed, starting up or shutting down).
+_UNREACHABLE_SQLSTATES = ("57P01", "57P02", "57P03")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, what it wraps (`orig` of a SQLAlchemy error) and what caused it, nearest first."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending and len(seen) < 16:
+        item = pending.pop(0)
+        if item is None or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        orig = getattr(item, "orig", None)
+        pending += [orig if isinstance(orig, BaseException) else None, item.__cause__, item.__context__]
+    return seen
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when `exc` says a store or broker could not be reached (refused, reset, timed out, shutting
+    down, locked): an outage to wait out, not a bug in chatsvc."""
+    for item in _chain(exc):
+        if isinstance(item, OSError):  # refused, reset, unreachable, timed out (TimeoutError is an OSError)
+            return True
+        if getattr(item, "code", None) == "unavailable":  # chatsvc's own ServiceError for a store gone away
+            return True
+        if getattr(item, "connection_invalidated", False):  # SQLAlchemy: the connection died under it
+            return True
+        sqlstate = getattr(item, "sqlstate", None)
+        if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _UNREACHABLE_SQLSTATES):
+            return True
+        kind = type(item)
+        module = kind.__module__.split(".")[0]
+        if module == "sqlalchemy" and kind.__name__ in ("OperationalError", "InterfaceError", "DisconnectionError",
+                                                        "TimeoutError"):
+            return True
+        if module == "sqlite3" and kind.__name__ == "OperationalError":  # locked, unable to open, I/O error
+            return True
+        if module == "redis" and kind.__name__ in ("ConnectionError", "TimeoutError", "BusyLoadingError"):
+            return True
+    return False
+
+
+def error_summary(exc: BaseException, limit: int = 200) -> str:
+    """`Type: first line of the message`, never a SQL statement or its parameters (a SQLAlchemy error is
+    summed up by the driver's error it wraps)."""
+    target = exc
+    if hasattr(exc, "statement") and isinstance(getattr(exc, "orig", None), BaseException):
+        target = exc.orig  # type: ignore[attr-defined]
+    message = getattr(target, "message", None)
+    if not isinstance(message, str):
+        message = str(target)
+    line = (message.strip().splitlines() or [""])[0].strip()
+    text = f"{type(target).__name__}: {line}" if line else type(target).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+class Outage:
+    """How a periodic job (an index refresh, a delivery worker, a retry pass) reports rounds that fail.
+
+    While the store or the broker cannot be reached, every round fails the same way: one warning when the
+    job starts failing, with the error's one-line summary, a debug line for each further round, and one
+    info line when a round succeeds again; no traceback. Any other error is unexpected, a bug to fix:
+    it is logged with its traceback, once for as long as it repeats unchanged.
+
+        outage = Outage(log, "help-center refresh")
+        try:
+            await refresh()
+        except Exception as exc:
+            outage.failed(exc)
+        else:
+            outage.succeeded()
+    """
+
+    def __init__(self, logger: logging.Logger, job: str,
+                 meanwhile: str = "retried every round, one line when it recovers") -> None:
+        self.log = logger
+        self.job = job
+        self.meanwhile = meanwhile  # what happens until it recovers, said in the warning
+        self.failed_rounds = 0
+        self._since: float | None = None
+        self._warned = False
+        self._last_unexpected: tuple[type, str] | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        self.failed_rounds += 1
+        if self._since is None:
+            self._since = time.monotonic()
+        summary = error_summary(exc)
+        if unreachable(exc):
+            if not self._warned:
+                self._warned = True
+                self.log.warning("%s failing: %s (%s)", self.job, summary, self.meanwhile)
+            else:
+                self.log.debug("%s still failing (%d rounds): %s", self.job, self.failed_rounds, summary)
+            return
+        signature = (type(exc), summary)
+        if signature != self._last_unexpected:
+            self._last_unexpected = signature
+            self.log.error("%s failed: %s", self.job, summary, exc_info=exc)
+        else:
+            self.log.debug("%s still failing (%d rounds): %s", self.job, self.failed_rounds, summary)
+
+    def succeeded(self) -> None:
+        if self._since is None:
+            return
+        self.log.info("%s recovered after %d failed round(s) in %.1f s", self.job, self.failed_rounds,
+                      time.monotonic() - self._since)
+        self.failed_rounds = 0
+        self._since = None
+        self._warned = False
+        self._last_unexpected = None

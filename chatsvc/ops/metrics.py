@@ -45,6 +45,8 @@ MESSAGE_LATENCY = Histogram("chatsvc_message_ack_seconds", "From receiving a mes
 OFFERS = Counter("chatsvc_offers", "Offers of waiting chats to agents, by outcome", ["outcome"])
 SLA_BREACHES = Counter("chatsvc_sla_breaches", "SLA timers recorded as breached", ["timer"])
 RATE_LIMITED = Counter("chatsvc_rate_limited", "Requests and frames refused by a rate limit", ["limit"])
+RATE_LIMIT_SHARED = Counter("chatsvc_rate_limit_shared", "Requests other processes admitted, charged to this "
+                            "process's rate limits (with Redis: the limits are cluster-wide)", ["limit"])
 HTTP_REQUESTS = Counter("chatsvc_http_requests", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("chatsvc_http_request_seconds", "HTTP request duration", ["method", "route"],
                          buckets=_LATENCY_BUCKETS)

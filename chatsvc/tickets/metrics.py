@@ -31,6 +31,7 @@ from chatsvc.domain import sla
 from chatsvc.live.service import as_utc, iso
 from chatsvc.store.tables import agents, csat_responses, tickets
 from chatsvc.tickets.service import _facts as ticket_facts
+from chatsvc.tickets.service import resolved_periods
 from chatsvc.web.api import ApiError, require_agent
 
 ROLES: Final = ("lead", "manager", "admin")
@@ -166,13 +167,14 @@ def _has(row: Any, field: str) -> bool:
     return row.first_response_at is not None
 
 
-def _sla_compliance(rows: Sequence[Any], now: datetime) -> dict[str, Any]:
+def _sla_compliance(rows: Sequence[Any], now: datetime,
+                    reopened: dict[int, tuple[sla.Interval, ...]]) -> dict[str, Any]:
     """Of the cohort's timers that have an outcome, the share met: a stopped timer that was not breached is
     met, a breached one (stopped late, or still running past its due time) is not; one still running
     within its target has no outcome yet."""
     tally: dict[str, dict[str, Counter[str]]] = {c.value: defaultdict(Counter) for c in sla.Clock}
     for row in rows:
-        report = sla.sla_report(now, ticket_facts(row), sla.policy_named(row.sla_policy))
+        report = sla.sla_report(now, ticket_facts(row, reopened.get(row.id, ())), sla.policy_named(row.sla_policy))
         for timer in (report.first_response, report.resolution):
             outcome = ("breached" if timer.state is sla.SlaState.BREACHED
                        else "met" if timer.stopped else "running")
@@ -203,10 +205,11 @@ async def compute_metrics(engine: AsyncEngine, period: Period, now: datetime) ->
             t.c.status.in_(UNRESOLVED), t.c.merged_into.is_(None))
             .group_by(t.c.status, t.c.priority, t.c.assignee_id.is_(None)))).all()
         open_rows = (await conn.execute(select(
-            t.c.status, t.c.priority, t.c.plan, t.c.sla_policy, t.c.created_at, t.c.first_response_at,
+            t.c.id, t.c.status, t.c.priority, t.c.plan, t.c.sla_policy, t.c.created_at, t.c.first_response_at,
             t.c.resolved_at, t.c.paused, t.c.pending_since)
             .where(t.c.status.in_(UNRESOLVED), t.c.merged_into.is_(None)))).all()
         staff = (await conn.execute(select(agents.c.id, agents.c.name, agents.c.role))).all()
+        reopened = await resolved_periods(conn, [*cohort, *open_rows])
 
     # Created, by bucket.
     per_bucket = Counter(bucket_start(as_utc(r.created_at), period.group, period.zone)  # type: ignore[arg-type]
@@ -231,7 +234,8 @@ async def compute_metrics(engine: AsyncEngine, period: Period, now: datetime) ->
         by_status[status] += count
         by_priority[priority] += count
         unassigned += count if is_unassigned else 0
-    sla_states = Counter(sla.sla_report(now, ticket_facts(r), sla.policy_named(r.sla_policy)).worst.value
+    sla_states = Counter(sla.sla_report(now, ticket_facts(r, reopened.get(r.id, ())),
+                                        sla.policy_named(r.sla_policy)).worst.value
                          for r in open_rows)
     backlog = {"total": sum(by_status.values()), "unassigned": unassigned,
                "breached": sla_states["breached"], "approaching": sla_states["approaching"],
@@ -262,7 +266,7 @@ async def compute_metrics(engine: AsyncEngine, period: Period, now: datetime) ->
         "created": created,
         "first_response": _timings(cohort, "first_response", "first_response_at"),
         "resolution": _timings(cohort, "resolution", "resolved_at"),
-        "sla": _sla_compliance(cohort, now),
+        "sla": _sla_compliance(cohort, now, reopened),
         "csat": csat(overall),
         "backlog": backlog,
         "agents": per_agent,

@@ -81,7 +81,8 @@ async def get_ticket(request: Request) -> JSONResponse:
     if found is None:
         raise ApiError(404, "not_found", "no such ticket")
     row, entries = found
-    sla_view = _tickets(request).sla_view(row, request.app.state.runtime.service.clock())
+    reopened = await _tickets(request).resolved_periods([row])
+    sla_view = _tickets(request).sla_view(row, request.app.state.runtime.service.clock(), reopened.get(row.id, ()))
     return JSONResponse({**ticket_json(row), **sla_view, "entries": [entry_json(e) for e in entries]})
 
 

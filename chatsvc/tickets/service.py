@@ -7,9 +7,12 @@ together, or two processes racing, leave exactly one ticket.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +26,7 @@ from chatsvc.domain.conversation import State, Trigger
 from chatsvc.live import wire
 from chatsvc.live.service import BOT_AUTHOR, AgentRef, ChatService, ServiceError, as_utc, iso
 from chatsvc.ops import metrics
+from chatsvc.ops.logs import Outage
 from chatsvc.store.tables import (
     agents,
     conversations,
@@ -65,6 +69,7 @@ class TicketService:
         self.chat = chat
         self.engine = chat.engine
         self._next_sweep: datetime | None = None
+        self._retrier: asyncio.Task[None] | None = None
 
     async def _audit(self, conn: Any, ticket_id: int, what: str, actor: AgentRef | None, now: Any,
                      **data: Any) -> None:
@@ -136,17 +141,73 @@ class TicketService:
         log.info("conversation %s became ticket #%d (%s)", conv_id, ticket_id, reason)
         return Converted(ticket_id, True)
 
-    async def on_ticket_pending(self, conv_id: str) -> None:
-        """The live-chat hook: a conversation nobody could take becomes a ticket straight away."""
+    async def _pending_reason(self, conv_id: str) -> str:
+        """Why the conversation went to ticket_pending: the reason of its last state change."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(events.c.data).where(
                 events.c.conversation_id == conv_id, events.c.kind == "state")
                 .order_by(events.c.seq.desc()).limit(1))).first()
-        reason = (row.data or {}).get("reason", "ticket_pending") if row else "ticket_pending"
+        return str((row.data or {}).get("reason", "ticket_pending")) if row else "ticket_pending"
+
+    async def on_ticket_pending(self, conv_id: str) -> None:
+        """The live-chat hook: a conversation nobody could take becomes a ticket straight away. When that
+        fails (the store is down), `retry_conversions` converts it later."""
         try:
-            await self.convert(conv_id, reason=reason)
+            await self.convert(conv_id, reason=await self._pending_reason(conv_id))
         except ServiceError as exc:
             log.warning("conversion of %s deferred: %s", conv_id, exc.message)
+
+    async def retry_conversions(self) -> int:
+        """Convert the conversations left in ticket_pending without a ticket for longer than the grace
+        period (their conversion after the state change failed, or the process died before it ran).
+
+        Every process runs this pass; `convert` is idempotent (the ticket's unique conversation id), so two
+        processes retrying the same conversation at once still make one ticket. Returns how many tickets
+        this pass created. A store that cannot be reached raises, for the caller's loop to report."""
+        now = self.chat.clock()
+        grace = timedelta(seconds=self.chat.settings.ticket_retry_interval)
+        async with self.engine.connect() as conn:
+            stuck = (await conn.execute(select(conversations.c.id).where(
+                conversations.c.state == State.TICKET_PENDING.value, conversations.c.ticket_id.is_(None),
+                conversations.c.updated_at < now - grace)
+                .order_by(conversations.c.updated_at).limit(RETRY_BATCH))).scalars().all()
+        created = 0
+        for conv_id in stuck:
+            try:
+                converted = await self.convert(conv_id, reason=await self._pending_reason(conv_id))
+            except ServiceError as exc:
+                if exc.code == ErrorCode.UNAVAILABLE:
+                    raise
+                log.warning("conversion of %s skipped: %s", conv_id, exc.message)  # it moved on meanwhile
+                continue
+            if converted.created:
+                created += 1
+                log.info("conversion of %s retried: ticket #%d", conv_id, converted.ticket_id)
+        return created
+
+    async def start(self) -> None:
+        """Start the conversion retry pass (every CHATSVC_TICKET_RETRY_INTERVAL seconds; 0: never)."""
+        interval = self.chat.settings.ticket_retry_interval
+        if interval > 0 and self._retrier is None:
+            self._retrier = asyncio.create_task(self._retry_forever(interval), name="chatsvc-ticket-retry")
+
+    async def stop(self) -> None:
+        task, self._retrier = self._retrier, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _retry_forever(self, interval: float) -> None:
+        outage = Outage(log, "ticket conversion retry")
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.retry_conversions()
+            except Exception as exc:  # noqa: BLE001 - the pass must outlive a round the store was down
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
     async def on_visitor_message(self, conv_id: str, event: protocol.Event) -> None:
         """A message to a ticketed conversation goes onto its ticket (and re-opens a resolved one)."""
@@ -314,8 +375,9 @@ class TicketService:
                 tickets.c.status.not_in(("resolved", "closed")), tickets.c.merged_into.is_(None),
                 (tickets.c.first_response_breached_at.is_(None)) | (tickets.c.resolution_breached_at.is_(None)))
             )).all()
+            reopened = await resolved_periods(conn, rows)
         for row in rows:
-            report = sla.sla_report(now, _facts(row), sla.policy_named(row.sla_policy))
+            report = sla.sla_report(now, _facts(row, reopened.get(row.id, ())), sla.policy_named(row.sla_policy))
             for timer, column in ((report.first_response, tickets.c.first_response_breached_at),
                                   (report.resolution, tickets.c.resolution_breached_at)):
                 if timer.state is not sla.SlaState.BREACHED or getattr(row, column.key) is not None:
@@ -353,8 +415,9 @@ class TicketService:
                         | tickets.c.customer_name.ilike(like))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
+            reopened = await resolved_periods(conn, rows)
         now = self.chat.clock()
-        items = [{**ticket_json(r), **self.sla_view(r, now)} for r in rows]
+        items = [{**ticket_json(r), **self.sla_view(r, now, reopened.get(r.id, ()))} for r in rows]
         if sort == "priority":
             items.sort(key=lambda t: (t["priority"], t["created_at"]))
         elif sort == "age":
@@ -365,9 +428,15 @@ class TicketService:
             items.sort(key=lambda t: (t["sla"]["next_due"] is None, t["sla"]["next_due"] or ""))
         return items[offset:offset + limit], len(items)
 
-    def sla_view(self, row: Any, now: Any) -> dict[str, Any]:
-        """SLA deadlines and state (ok, approaching, breached) of both timers of a ticket."""
-        report = sla.sla_report(now, _facts(row), sla.policy_named(row.sla_policy))
+    async def resolved_periods(self, rows: Sequence[Any]) -> dict[int, tuple[sla.Interval, ...]]:
+        """`resolved_periods` of these ticket rows, read with a connection of its own."""
+        async with self.engine.connect() as conn:
+            return await resolved_periods(conn, rows)
+
+    def sla_view(self, row: Any, now: Any, resolved: Sequence[sla.Interval] = ()) -> dict[str, Any]:
+        """SLA deadlines and state (ok, approaching, breached) of both timers of a ticket; `resolved`: the
+        stretches it spent resolved before a reopen (`resolved_periods`)."""
+        report = sla.sla_report(now, _facts(row, resolved), sla.policy_named(row.sla_policy))
         timers = {}
         for timer in (report.first_response, report.resolution):
             timers[timer.clock.value] = {"state": timer.state.value, "due": iso(timer.due),
@@ -548,10 +617,12 @@ class TicketService:
         return entry
 
 
+RETRY_BATCH = 100  # conversations converted per retry pass; the next pass takes the rest
 SWEEP_EVERY = timedelta(seconds=30)  # SLA targets are 15 minutes and up: a breach is recorded within 30 s
 AGENT_ACTIONS = ("start", "wait_for_customer", "resolve", "close", "reopen", "de_escalate")
 # The fields whose change a status action reports in its ticket.updated event.
 WEBHOOK_FIELDS = ("status", "assignee_id", "escalation_level", "merged_into")
+STATUSES = frozenset(status.value for status in tickets_domain.Status)
 TEAMS = {"technical": "engineering", "billing": "finance", "management": "management", "security": "security"}
 
 
@@ -561,13 +632,45 @@ def _parse(value: Any) -> datetime | None:
     return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
 
 
-def _facts(row: Any) -> sla.TicketFacts:
+def _facts(row: Any, resolved_periods: Sequence[sla.Interval] = ()) -> sla.TicketFacts:
+    """What the SLA timers of a ticket row depend on. `resolved_periods` (from `resolved_periods`) are the
+    stretches it spent resolved before a reopen, which its resolution timer does not count."""
     paused = tuple((_parse(a), _parse(b)) for a, b in (row.paused or []))
     return sla.TicketFacts(
         created_at=as_utc(row.created_at), priority=row.priority, plan=row.plan,
         first_response_at=as_utc(row.first_response_at),
         resolved_at=as_utc(row.resolved_at) if row.status in ("resolved", "closed") else None,
-        paused=paused, pending_since=as_utc(row.pending_since) if row.status == "pending_customer" else None)
+        paused=paused, pending_since=as_utc(row.pending_since) if row.status == "pending_customer" else None,
+        resolved_periods=tuple(resolved_periods))
+
+
+AUDIT_CHUNK = 500  # ticket ids per query: well under the drivers' limits on bound parameters
+
+
+async def resolved_periods(conn: Any, rows: Sequence[Any]) -> dict[int, tuple[sla.Interval, ...]]:
+    """For the ticket rows (with `id`, `created_at`, `priority`) that were resolved and then reopened, the
+    stretches they spent resolved, read from the status changes of their audit trail. Tickets never
+    reopened are left out (their resolution timer has nothing to skip)."""
+    created = {int(r.id): (as_utc(r.created_at), r.priority) for r in rows}
+    changes: dict[int, list[tuple[datetime, str]]] = {}
+    ids = sorted(created)
+    for start in range(0, len(ids), AUDIT_CHUNK):
+        found = await conn.execute(
+            select(ticket_audit.c.ticket_id, ticket_audit.c.created_at, ticket_audit.c.data)
+            .where(ticket_audit.c.action == "status", ticket_audit.c.ticket_id.in_(ids[start:start + AUDIT_CHUNK]))
+            .order_by(ticket_audit.c.id))
+        for ticket_id, at, data in found.all():
+            status = (data or {}).get("to") if isinstance(data, dict) else None
+            if status in STATUSES:
+                changes.setdefault(int(ticket_id), []).append((as_utc(at), status))
+    periods = {}
+    for ticket_id, history in changes.items():
+        if any(status == "resolved" for _, status in history):
+            created_at, priority = created[ticket_id]
+            found_periods = sla.TicketFacts.from_history(created_at, priority, history).resolved_periods
+            if found_periods:
+                periods[ticket_id] = tuple(found_periods)
+    return periods
 
 
 async def training_examples(engine: Any) -> list[Any]:

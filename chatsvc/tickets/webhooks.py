@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from chatsvc.live.service import AgentRef, Clock, iso, utcnow
+from chatsvc.ops.logs import Outage
 from chatsvc.store.tables import tickets, webhook_deliveries, webhooks
 from chatsvc.web.api import ApiError, int_param, json_body, require_agent
 
@@ -308,6 +309,7 @@ class WebhookWorker:
         self.jitter = jitter
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
+        self._outage = Outage(log, "webhook delivery")  # the store down: one warning, not a traceback a round
 
     async def start(self) -> None:
         if self._task is not None:
@@ -329,9 +331,11 @@ class WebhookWorker:
         while True:
             try:
                 attempted = await self.run_once()
-            except Exception:  # the worker must outlive a bad round (the store restarting)
-                log.exception("webhook delivery round failed")
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad round (the store restarting)
+                self._outage.failed(exc)
                 attempted = 0
+            else:
+                self._outage.succeeded()
             if attempted < self.batch:  # a full batch means more may be due: go on at once
                 await asyncio.sleep(self.interval)
 
