@@ -32,6 +32,7 @@ from chatsvc.live.service import AgentRef, ServiceError, as_utc
 from chatsvc.store.tables import agents, csat_responses, tickets
 from chatsvc.tickets.routes import PRIORITY_ORDER, _service_error
 from chatsvc.tickets.service import _facts as ticket_facts
+from chatsvc.tickets.service import resolved_periods
 
 # What the queue counts need of each ticket: its status and its SLA facts.
 SLA_COLUMNS: Final = (tickets.c.id, tickets.c.status, tickets.c.priority, tickets.c.plan, tickets.c.sla_policy,
@@ -151,13 +152,16 @@ async def load_queue(request: Request, agent: AgentRef, filters: views.QueueFilt
         counted = (await conn.execute(select(*SLA_COLUMNS).where(tickets.c.merged_into.is_(None), or_(
             tickets.c.status.in_(views.UNRESOLVED), tickets.c.resolved_at >= today)))).all()
         staff = await _staff(conn)
+        # Time a ticket spent resolved before a reopen does not count against its resolution timer.
+        reopened = await resolved_periods(conn, list({r.id: r for r in (*rows, *counted)}.values()))
     names = {s.id: s.name for s in staff}
 
     computed: dict[int, views.TicketTimers] = {}
 
     def timers(row: Any) -> views.TicketTimers:  # once per ticket, though it may be in both queries
         if row.id not in computed:
-            computed[row.id] = views.ticket_timers(now, ticket_facts(row), sla.policy_named(row.sla_policy))
+            computed[row.id] = views.ticket_timers(now, ticket_facts(row, reopened.get(row.id, ())),
+                                                   sla.policy_named(row.sla_policy))
         return computed[row.id]
 
     count_rows = []
@@ -268,6 +272,7 @@ async def _ticket_context(request: Request, agent: AgentRef, ticket_id: int) -> 
     audit = await service.tickets.audit(ticket_id) or []
     async with service.engine.connect() as conn:
         staff = await _staff(conn)
+        reopened = await resolved_periods(conn, [row])
         same_customer = []
         if row.customer_email or row.visitor_id:
             match = []
@@ -285,7 +290,8 @@ async def _ticket_context(request: Request, agent: AgentRef, ticket_id: int) -> 
     names = {s.id: s.name for s in staff}
     return {
         "ticket": row, "entries": entries, "audit": audit, "staff": staff, "names": names,
-        "timers": views.ticket_timers(now, ticket_facts(row), sla.policy_named(row.sla_policy)),
+        "timers": views.ticket_timers(now, ticket_facts(row, reopened.get(row.id, ())),
+                                      sla.policy_named(row.sla_policy)),
         "clock": Times(now, _zone(request)), "views": views, "buttons": views.status_buttons(row.status),
         "can_escalate": views.can_escalate(row.status, row.escalation_level),
         "can_merge": row.status != "closed" and row.merged_into is None,

@@ -30,6 +30,7 @@ from chatsvc.domain.conversation import IllegalTransition, State, Trigger, trans
 from chatsvc.live import wire
 from chatsvc.live.identity import TokenSigner, hash_token, identity_valid
 from chatsvc.ops import metrics
+from chatsvc.ops.logs import Outage
 from chatsvc.settings import Settings
 from chatsvc.store import batch, db, pg_fast
 from chatsvc.store.tables import (
@@ -172,7 +173,8 @@ class ChatService:
                 raise
             problem = store_problem(exc)
             if problem is None:
-                log.warning("database error: %s", exc.__class__.__name__)
+                # The caller reports it (an error frame, a sweep's outage line): one line per failure is noise.
+                log.debug("database error: %s", exc.__class__.__name__)
                 raise ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True) from exc
             log.error("the store cannot write: %s (%s)", problem, _driver_message(exc))
             raise ServiceError(ErrorCode.UNAVAILABLE, f"the store cannot write ({problem}); nothing was saved, "
@@ -1252,14 +1254,16 @@ class ChatService:
             await self.pg.close()
 
     async def _sweep_forever(self) -> None:
+        # While the store is down every sweep fails alike: one warning, one line on recovery (see Outage).
+        outage = Outage(log, "live-chat sweep", "offers, timeouts and presence wait until it recovers")
         while True:
             await asyncio.sleep(self.settings.sweep_interval)
             try:
                 await self.sweep()
-            except ServiceError as exc:
-                log.warning("sweep skipped: %s", exc.message)
-            except Exception:  # noqa: BLE001 - the sweeper must outlive any one bad sweep
-                log.exception("sweep failed")
+            except Exception as exc:  # noqa: BLE001 - the sweeper must outlive any one bad sweep
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
 
 _STORE_PROBLEMS = (
@@ -1289,7 +1293,7 @@ def _problem_in(message: str) -> str | None:
 
 
 def _pg_unavailable(exc: pg_fast.StoreUnavailable) -> ServiceError:
-    log.warning("database error: %s", exc)
+    log.debug("database error: %s", exc)
     return ServiceError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry", retryable=True)
 
 

@@ -385,3 +385,31 @@ async def test_roles_match_the_api(desk: Desk, team: Team, browser_context: Any)
         writer.close()
     with desk.api(wes) as api:
         assert api.get("/api/v1/tickets").status_code == 403
+
+
+async def test_the_ticket_pages_do_not_count_time_spent_resolved(desk: Desk, team: Team) -> None:
+    """A P1 (resolution within 4 hours, around the clock) resolved after one hour and reopened ten hours
+    later still has three hours left, on the dashboard and the ticket view as in the API."""
+    desk.new_day()
+    ann = team.ann
+    tag = uuid.uuid4().hex[:6]
+    ticket_id = desk.create_ticket(ann, subject=f"Payment failed again {tag}", priority="P1",
+                                   customer_email=f"reopen-{tag}@example.com")
+    with desk.api(ann) as api:
+        assert api.post(f"/api/v1/tickets/{ticket_id}/assign", json={"agent_id": ann.id}).status_code == 200
+        assert api.post(f"/api/v1/tickets/{ticket_id}/replies", json={"text": "On it."}).status_code == 201
+        desk.advance(hours=1)
+        assert api.post(f"/api/v1/tickets/{ticket_id}/status", json={"action": "resolve"}).status_code == 200
+        desk.advance(hours=10)
+        assert api.post(f"/api/v1/tickets/{ticket_id}/status", json={"action": "reopen"}).status_code == 200
+    assert desk.ticket(ann, ticket_id)["sla"]["resolution"]["state"] == "ok"
+
+    client, _ = http_login(desk, ann)
+    with client:
+        view = client.get(f"/console/tickets/{ticket_id}").text
+        listed = client.get(f"/console/tickets?q={tag}").text
+    timers = re.findall(r'data-sla-timer data-sla-colour="(\w+)"', view)
+    assert timers and "red" not in timers, timers
+    line = re.search(rf"<tr[^>]*data-ticket=.{ticket_id}.[\s\S]*?</tr>", listed)
+    assert line, listed[:500]
+    assert 'data-sla-colour="red"' not in line.group(0)
