@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 MAX_BATCH = 512
+INLINE_BATCH = 64  # at most this many items are written on the event loop at once (about a millisecond)
+CHECKPOINT_EVERY = 200  # inline batches between passive checkpoints in the thread
 
 FALLBACK = "fallback"
 DUPLICATE = "duplicate"
@@ -77,6 +79,20 @@ class _Failed:
     error: Exception
 
 
+class _Busy(Exception):
+    """The event loop's connection would have to wait for a lock."""
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+def _ignore_result(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # a failed checkpoint is retried with the next one; nothing was lost
+
+
 def parse_stamp(value: str | None) -> datetime | None:
     """A stored DateTime back as an aware UTC datetime."""
     if value is None:
@@ -107,12 +123,17 @@ class _Batched:
 
     begin = "BEGIN"
     thread_name = "chatsvc-sqlite"
+    writes = False  # a writer's inline commits call for checkpoints
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000, inline: bool = True) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.inline = inline
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.thread_name)
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # the thread's
+        self._inline_db: sqlite3.Connection | None = None  # the event loop's, which never waits for a lock
+        self._inline_commits = 0
+        self._checkpoint: asyncio.Future[Any] | None = None
         self._queue: list[tuple[Any, datetime, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -130,9 +151,37 @@ class _Batched:
     def _batch(self, batch: Sequence[tuple[Any, datetime]]) -> list[Any]:
         if self._db is None:
             self._db = self._open()
-        db = self._db
+        return self._run_batch(self._db, batch)
+
+    def _batch_inline(self, batch: Sequence[tuple[Any, datetime]]) -> list[Any] | None:
+        """The batch on the event loop's own connection, or None when that would mean waiting for a lock
+        another connection holds (the thread then waits for it, under the busy timeout)."""
+        if self._inline_db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True, cached_statements=64,
+                                 timeout=0)
+            db.execute("PRAGMA busy_timeout=0")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            # Checkpoints copy the log into the database file and sync it: the thread does them (see _run).
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            self._prepare_inline(db)
+            self._inline_db = db
+        try:
+            return self._run_batch(self._inline_db, batch)
+        except _Busy:
+            return None
+
+    def _prepare_inline(self, db: sqlite3.Connection) -> None:
+        """Hook for subclasses: settings of the event loop's connection."""
+
+    def _run_batch(self, db: sqlite3.Connection, batch: Sequence[tuple[Any, datetime]]) -> list[Any]:
         results: list[Any] = []
-        db.execute(self.begin)
+        try:
+            db.execute(self.begin)
+        except sqlite3.OperationalError as exc:
+            if db is self._inline_db and _busy(exc):
+                raise _Busy from exc
+            raise
         try:
             for item, now in batch:
                 results.append(self._one(db, item, now))
@@ -150,6 +199,11 @@ class _Batched:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def _checkpoint_now(self) -> None:
+        if self._db is None:
+            self._db = self._open()
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- the event loop side
 
@@ -177,9 +231,15 @@ class _Batched:
             self._wake.clear()
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                items = [(m, now) for m, now, _ in batch]
                 try:
-                    results = await loop.run_in_executor(self._pool, self._batch,
-                                                          [(m, now) for m, now, _ in batch])
+                    # A small batch is cheaper on the event loop than a trip to the thread and back, as
+                    # long as it never waits for a lock: SQLite in WAL mode commits without syncing.
+                    results = self._batch_inline(items) if self.inline and len(batch) <= INLINE_BATCH else None
+                    if results is not None:
+                        self._after_inline_commit(loop)
+                    else:
+                        results = await loop.run_in_executor(self._pool, self._batch, items)
                 except asyncio.CancelledError:
                     for _, _, future in batch:
                         if not future.done():
@@ -196,6 +256,15 @@ class _Batched:
             if self._closed:
                 return
 
+    def _after_inline_commit(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every CHECKPOINT_EVERY inline batches, a passive checkpoint in the thread keeps the log short."""
+        if not self.writes:
+            return
+        self._inline_commits += 1
+        if self._inline_commits % CHECKPOINT_EVERY == 0 and (self._checkpoint is None or self._checkpoint.done()):
+            self._checkpoint = loop.run_in_executor(self._pool, self._checkpoint_now)
+            self._checkpoint.add_done_callback(_ignore_result)
+
     async def close(self) -> None:
         self._closed = True
         if self._task is not None:
@@ -209,6 +278,9 @@ class _Batched:
             if not future.done():
                 future.set_exception(sqlite3.OperationalError(f"the {self.thread_name} thread is closed"))
         self._queue = []
+        if self._inline_db is not None:
+            self._inline_db.close()
+            self._inline_db = None
         await asyncio.get_running_loop().run_in_executor(self._pool, self._close_db)
         self._pool.shutdown(wait=True)
 
@@ -218,6 +290,7 @@ class MessageWriter(_Batched):
 
     begin = "BEGIN IMMEDIATE"
     thread_name = "chatsvc-sqlite-writer"
+    writes = True
 
     def _one(self, db: sqlite3.Connection, item: Message | Operation, now: datetime) -> Any:
         if isinstance(item, Message):
@@ -282,6 +355,9 @@ class Reader(_Batched):
         db = super()._open()
         db.execute("PRAGMA query_only=ON")
         return db
+
+    def _prepare_inline(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA query_only=ON")
 
     def _one(self, db: sqlite3.Connection, item: Operation, now: datetime) -> Any:
         try:
