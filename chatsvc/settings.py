@@ -42,7 +42,8 @@ FIELDS: tuple[Field, ...] = (
     Field("max_message_chars", "CHATSVC_MAX_MESSAGE_CHARS",
           "Longest chat message text; longer ones get the error `too_long`."),
     Field("group_commit", "CHATSVC_GROUP_COMMIT",
-          "On a SQLite store, write chat messages in group-committed batches on a connection of their own."),
+          "The live-chat hot path straight on the driver: group-committed batches on SQLite, one or two "
+          "prepared statements per step on PostgreSQL (asyncpg); `false`: everything through SQLAlchemy."),
     Field("rate_per_second", "CHATSVC_RATE_PER_SECOND",
           "Frames per second each connection may send on average."),
     Field("rate_burst", "CHATSVC_RATE_BURST",
