@@ -405,9 +405,11 @@ async def test_the_ticket_pages_do_not_count_time_spent_resolved(desk: Desk, tea
     assert desk.ticket(ann, ticket_id)["sla"]["resolution"]["state"] == "ok"
 
     client, _ = http_login(desk, ann)
-    with client:
+    try:
         view = client.get(f"/console/tickets/{ticket_id}").text
         listed = client.get(f"/console/tickets?q={tag}").text
+    finally:
+        client.close()
     timers = re.findall(r'data-sla-timer data-sla-colour="(\w+)"', view)
     assert timers and "red" not in timers, timers
     line = re.search(rf"<tr[^>]*data-ticket=.{ticket_id}.[\s\S]*?</tr>", listed)
