@@ -14,6 +14,7 @@ import asyncio
 import enum
 import logging
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Final
 
@@ -162,6 +163,7 @@ class Subscription:
         self._queued_messages = 0
         self._overflow_pending = False
         self._wakeup = asyncio.Event()
+        self._listener: Callable[[bytes | None], None] | None = None
 
     @property
     def state(self) -> SubscriptionState:
@@ -221,6 +223,24 @@ class Subscription:
         self._queued_messages -= 1
         return item
 
+    def listen(self, listener: Callable[[bytes | None], None]) -> None:
+        """Hand every message to `listener` as it arrives instead of queuing it: no queue, no task to wake.
+        `listener(None)` means messages may have been missed (as `BrokerGap`). Messages queued so far are
+        handed over first, in order. The listener runs in the broker's context: it must not block or await,
+        and what it raises is logged, not propagated. There is no overflow: the listener bounds its own
+        buffering."""
+        self._listener = listener
+        queued, self._queue = self._queue, deque()
+        self._queued_messages = 0
+        for item in queued:
+            self._hand(None if isinstance(item, _Gap) else item)
+
+    def _hand(self, message: bytes | None) -> None:
+        try:
+            self._listener(message)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - one consumer's bug must not stop the broker's delivery
+            log.exception("a listener of %r failed", self.channel)
+
     def __aiter__(self) -> Subscription:
         return self
 
@@ -240,6 +260,9 @@ class Subscription:
         """Queue `message` without waiting; on a full queue drop everything queued and flag overflow."""
         if not self._receiving:
             return
+        if self._listener is not None:
+            self._hand(message)
+            return
         if self._queued_messages >= self.maxsize:
             if not self._overflow_pending:
                 log.warning("subscription to %r overflowed its queue of %d: messages dropped",
@@ -257,6 +280,9 @@ class Subscription:
     def _signal_gap(self) -> None:
         """Mark the current end of the stream: messages after it may have been missed."""
         if not self._receiving or (self._queue and self._queue[-1] is _GAP):
+            return
+        if self._listener is not None:
+            self._hand(None)
             return
         if self._overflow_pending:  # the consumer resyncs when it sees the overflow, which comes first
             return

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chatsvc.broker import BrokerClosed, BrokerGap, BrokerUnavailable, SubscriberOverflow, Subscription
+from chatsvc.broker import BrokerUnavailable, Subscription
 from chatsvc.live import wire
 from chatsvc.live.service import ChatService, ServiceError
 from chatsvc.ops import metrics
@@ -69,6 +69,10 @@ class Delivery:
         self.sent_seq = sent_seq
         self.include_internal = include_internal
         self.subscription: Subscription | None = None
+        # A catch-up from the database is running (`pump`); live events meanwhile are not sent but
+        # remembered by their highest number (`seen`), so it reads again until it has them.
+        self.catching_up = False
+        self.seen = 0
         self.pump: asyncio.Task[None] | None = None
 
 
@@ -276,14 +280,69 @@ class Connection:
             self.send_error(ErrorCode.UNAVAILABLE, "live delivery is unavailable; reconnect shortly", retryable=True)
             raise Closed(CloseCode.TRY_AGAIN_LATER, "broker unavailable") from None
         delivery.subscription = subscription
-        await self.catch_up(delivery)
+        # Subscribed before reading: whatever is published from now on reaches the listener, and what was
+        # stored before is in the database. Live events during the replay only raise `seen`.
+        delivery.catching_up = True
+        subscription.listen(lambda payload: self._live(delivery, payload))
+        try:
+            await self._catch_up_until_current(delivery)
+        finally:
+            delivery.catching_up = False
         self.send(protocol.Replayed(conversation_id=conversation_id, last_seq=delivery.sent_seq))
-        delivery.pump = asyncio.create_task(self._pump(delivery))
-        delivery.pump.add_done_callback(self._pump_ended)
         return delivery
 
+    def _live(self, delivery: Delivery, payload: bytes | None) -> None:
+        """A payload from the conversation's channel, handed over as it arrives (no queue, no task): the
+        next event in order goes straight to the socket's outbox; anything ahead of it, or a gap the broker
+        reports, starts a catch-up from the database."""
+        if payload is None:
+            self._catch_up_later(delivery)
+            return
+        item = wire.parse(payload)
+        if item.kind == wire.EVENT:
+            if item.seq <= delivery.sent_seq:
+                return
+            if delivery.catching_up:
+                delivery.seen = max(delivery.seen, item.seq)
+                return
+            if item.internal and not delivery.include_internal:
+                if item.seq == delivery.sent_seq + 1:
+                    delivery.sent_seq = item.seq
+                return
+            if item.seq == delivery.sent_seq + 1:
+                self.send_raw(item.frame)
+                delivery.sent_seq = item.seq
+            else:
+                delivery.seen = max(delivery.seen, item.seq)
+                self._catch_up_later(delivery)
+        elif item.kind == wire.NOTICE and item.role != self.role:
+            self.send_raw(item.frame)
+
+    def _catch_up_later(self, delivery: Delivery) -> None:
+        if delivery.catching_up or self.deliveries.get(delivery.conversation_id) is not delivery:
+            return
+        delivery.catching_up = True
+        delivery.pump = asyncio.create_task(self._catch_up_task(delivery))
+        delivery.pump.add_done_callback(self._pump_ended)
+
+    async def _catch_up_task(self, delivery: Delivery) -> None:
+        try:
+            await self._catch_up_until_current(delivery)
+        except ServiceError:
+            log.warning("catch-up of %s deferred: store unavailable", delivery.conversation_id)
+        finally:
+            delivery.catching_up = False
+
+    async def _catch_up_until_current(self, delivery: Delivery) -> None:
+        await self.catch_up(delivery)
+        while delivery.seen > delivery.sent_seq:  # events went live while it read
+            before = delivery.sent_seq
+            await self.catch_up(delivery)
+            if delivery.sent_seq == before:  # not visible to this reader (yet): the next event retries
+                break
+
     def _pump_ended(self, task: asyncio.Task[None]) -> None:
-        """A pump that fails unexpectedly ends the session, so the client reconnects and resumes."""
+        """A delivery task that fails unexpectedly ends the session, so the client reconnects and resumes."""
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery failed", exc_info=task.exception())
             self.abort(CloseCode.INTERNAL_ERROR, "delivery failed; reconnect and resume")
@@ -307,35 +366,6 @@ class Connection:
                 continue
             await self.send_replay(event)
             delivery.sent_seq = event.seq
-
-    async def _pump(self, delivery: Delivery) -> None:
-        assert delivery.subscription is not None
-        while True:
-            try:
-                payload = await delivery.subscription.get()
-            except SubscriberOverflow:
-                self.abort(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
-                return
-            except BrokerGap:
-                await self._catch_up_quietly(delivery)
-                continue
-            except (asyncio.CancelledError, StopAsyncIteration, BrokerClosed):
-                return
-            item = wire.parse(payload)
-            if item.kind == wire.EVENT:
-                if item.seq <= delivery.sent_seq:
-                    continue
-                if item.internal and not delivery.include_internal:
-                    if item.seq == delivery.sent_seq + 1:
-                        delivery.sent_seq = item.seq
-                    continue
-                if item.seq == delivery.sent_seq + 1:
-                    self.send_raw(item.frame)
-                    delivery.sent_seq = item.seq
-                else:
-                    await self._catch_up_quietly(delivery)
-            elif item.kind == wire.NOTICE and item.role != self.role:
-                self.send_raw(item.frame)
 
     async def _catch_up_quietly(self, delivery: Delivery) -> None:
         try:
