@@ -12,8 +12,9 @@ child process (so peak memory is that size's own) and measures:
 - `tfidf`: the fallback end to end (TF-IDF + LSA of every question, then clustering).
 - baseline: MiniBatchKMeans told k = 150 on the same vectors, in the same process.
 
-    python bench/gaps_scale.py            # 1,000, 10,000, 100,000
-    python bench/gaps_scale.py --quick    # 1,000 only (the smoke test)
+    python bench/gaps_scale.py                                # 1,000, 10,000, 100,000
+    python bench/gaps_scale.py --quick                        # 1,000 only
+    python bench/gaps_scale.py --sizes 200 --embedder tfidf   # the smoke test (tests/bench): no model to load
 
 The last line is one JSON object with every figure.
 """
@@ -57,7 +58,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run(kind: str, n: int, queue: Any) -> None:
+def _run(kind: str, n: int, embedder: str, queue: Any) -> None:
     import numpy as np
 
     from chatsvc.gaps import engine
@@ -68,7 +69,7 @@ def _run(kind: str, n: int, queue: Any) -> None:
     figures: dict[str, Any] = {"n": n}
     if kind == "cluster":
         rng = np.random.default_rng(0)
-        if MiniLMVectors.available():
+        if embedder == "minilm" or (embedder == "auto" and MiniLMVectors.available()):
             sample = texts[: min(n, 1_000)]
             start = time.perf_counter()
             base = MiniLMVectors().encode(sample)
@@ -105,10 +106,10 @@ def _run(kind: str, n: int, queue: Any) -> None:
     queue.put(figures)
 
 
-def measure(kind: str, n: int) -> dict[str, Any]:
+def measure(kind: str, n: int, embedder: str = "auto") -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_run, args=(kind, n, queue))
+    child = context.Process(target=_run, args=(kind, n, embedder, queue))
     child.start()
     result = queue.get(timeout=3600)
     child.join()
@@ -119,13 +120,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 questions only")
     parser.add_argument("--sizes", type=int, nargs="*", default=None, help="sizes to run")
+    parser.add_argument("--embedder", choices=("auto", "minilm", "tfidf"), default="auto",
+                        help="the stored vectors `cluster` works on: auto (MiniLM when installed), minilm or tfidf")
     args = parser.parse_args()
+    if any(n < 10 for n in args.sizes or []):
+        parser.error("--sizes: at least 10 questions")
     sizes = args.sizes or ([1_000] if args.quick else [1_000, 10_000, 100_000])
     results: dict[str, Any] = {"cluster": [], "tfidf": []}
     print(f"{'questions':>10} {'what':<8} {'seconds':>8} {'peak MB':>8} {'topics':>7} {'noise':>6} {'kmeans s':>9}")
     for n in sizes:
         for kind in ("cluster", "tfidf"):
-            figures = measure(kind, n)
+            figures = measure(kind, n, args.embedder)
             results[kind].append(figures)
             print(f"{n:>10} {kind:<8} {figures['seconds']:>8} {figures['peak_mb']:>8} {figures['topics']:>7} "
                   f"{figures['noise_share']:>6} {figures.get('kmeans_seconds', '-'):>9}", flush=True)

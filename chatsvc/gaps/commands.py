@@ -98,7 +98,8 @@ def run_gaps(args: argparse.Namespace) -> int:
         return 0
     summary = result["run"]
     print(f"{summary['questions']} questions, {summary['gaps']} gaps, {summary['noise']} unclustered "
-          f"({summary['mode']}, {summary['embedder']}, {summary['seconds']} s)")
+          f"({summary['mode']}, {summary['embedder']}, {summary.get('embedded', 0)} texts embedded, "
+          f"{summary['seconds']} s)")
     if summary.get("skipped"):
         print(f"skipped: {summary['skipped']}")
     for rank, gap in enumerate(result["items"], start=1):
@@ -126,6 +127,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         await kb.refresh()
         service = GapService(engine, kb, settings, node="cli")
         summary = await service.run(full=not args.assign, wait=True)
+        summary["embedded"] = service.embedded  # texts this run embedded (a new process: all of them)
         items, _ = await service.list(status="open", limit=args.limit, offset=0)
         return {"run": summary, "items": items}
     finally:

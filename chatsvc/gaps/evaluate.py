@@ -9,7 +9,8 @@ Figures (the names are a contract, see docs/gaps.md):
 - labels_recovered: share of labels that are the majority of some cluster of purity >= 0.8.
 - hidden_recovered, false_gap_share (with --hide-articles): of the labels whose article was withheld,
   the share that is the majority label of one of the top gaps; of those top gaps, the share whose
-  majority label does have an article. "Top" is as many gaps as labels were withheld.
+  majority label does have an article. "Top" is as many gaps as labels were withheld. Beside ours, the
+  same two figures for other rankings of the same gaps (impact alone; the previous near-article step).
 """
 
 from __future__ import annotations
@@ -145,13 +146,17 @@ class Report:
 
         header = f"{'system':<28}{'NMI':>8}{'ARI':>8}{'acc':>8}{'noise':>8}{'rec@.8':>8}{'k':>6}{'s':>9}"
         lines = [header, "-" * len(header)]
-        for name, m in [("ours", self.ours), *self.baselines.items()]:
+        for name, m in [("ours", self.ours), *((n, b) for n, b in self.baselines.items() if "nmi" in b)]:
             lines.append(f"{name:<28}{cell(m.get('nmi')):>8}{cell(m.get('ari')):>8}{cell(m.get('acc')):>8}"
                          f"{cell(m.get('noise_share')):>8}{cell(m.get('labels_recovered')):>8}"
                          f"{cell(m.get('n_clusters')):>6}{cell(m.get('seconds')):>9}")
         for key in ("hidden_recovered", "false_gap_share", "hidden_labels", "top_gaps", "unanswered"):
             if key in self.ours:
                 lines.append(f"{key}: {cell(self.ours[key])}")
+        for name, m in self.baselines.items():
+            if "hidden_recovered" in m:
+                lines.append(f"{name} (same gaps): hidden_recovered {cell(m['hidden_recovered'])}, "
+                             f"false_gap_share {cell(m['false_gap_share'])}")
         return "\n".join(lines + self.notes)
 
 
@@ -226,6 +231,7 @@ def evaluate_hidden(rows: Sequence[tuple[str, str]], train: Sequence[tuple[str, 
 
     def run() -> dict[str, Any]:
         unanswered: list[tuple[str, str, str]] = []
+        answered: list[str] = []
         for text, gold in rows:
             try:
                 result = index.suggest(text, 3)
@@ -235,35 +241,42 @@ def evaluate_hidden(rows: Sequence[tuple[str, str]], train: Sequence[tuple[str, 
                 unanswered.append((text, gold, "no_match"))
             elif gold not in {article_label[m.article_id] for m in result.matches}:
                 unanswered.append((text, gold, "unhelpful"))  # the visitor says none of the three helped
+            else:
+                answered.append(text)
         texts = [t for t, _, _ in unanswered]
         all_vectors = embedder.encode(texts)
         labels_ = engine.cluster(all_vectors, [engine.text_key(t) for t in texts],
                                  params or engine.params_for(embedder.name))
         now = datetime(2026, 1, 1, tzinfo=UTC)
-        # Nearest articles need vectors comparable across calls (the service only has them with MiniLM).
+        # Nearest articles and answered neighbours need vectors comparable across calls (the service only
+        # has them with MiniLM).
         vectors = all_vectors if embedder.stable and texts else None
         article_vectors = embedder.encode(article_texts) if vectors is not None else None
+        answered_vectors = embedder.encode(answered) if vectors is not None else None
         gaps = []
         for c in sorted({int(c) for c in labels_ if c >= 0}):
             members = [i for i, lab in enumerate(labels_) if lab == c]
             asked = [engine.Asked(asker=str(i), created_at=now, priority=None) for i in members]
             fig = engine.figures(asked, now, timedelta(days=7))
-            similarity = None
-            if vectors is not None and article_vectors is not None:
+            novelty, step = 1.0, 1.0
+            if vectors is not None and article_vectors is not None and answered_vectors is not None:
                 centre = engine.centroids(vectors[members], np.zeros(len(members), dtype=np.int64))[0]
+                cohesion = engine.cohesion(vectors[members], centre)
                 similarity = float((article_vectors @ centre).max())
-            majority, count = Counter(unanswered[i][1] for i in members).most_common(1)[0]
-            gaps.append((fig.impact * engine.novelty(similarity), -c, majority, count / len(members)))
-        gaps.sort(reverse=True)
-        top = gaps[:n_hidden]
-        found = {majority for _, _, majority, _ in top if majority in hidden}
-        false = sum(1 for _, _, majority, _ in top if majority not in hidden)
-        return {"hidden_recovered": round(len(found) / n_hidden, 4),
-                "false_gap_share": round(false / len(top), 4) if top else 0.0,
-                "hidden_labels": n_hidden, "top_gaps": len(top), "unanswered": len(unanswered),
-                "n_clusters": len(gaps),
+                novelty = engine.novelty(similarity, cohesion,
+                                         engine.answered_share(answered_vectors, centre, cohesion, len(members)))
+                step = PREVIOUS_STEP_WEIGHT if similarity >= PREVIOUS_STEP_COSINE else 1.0
+            majority = Counter(unanswered[i][1] for i in members).most_common(1)[0][0]
+            gaps.append((c, majority, fig.impact, novelty, step))
+        ours_top = _top_gaps([(g[2] * g[3], g) for g in gaps], n_hidden, hidden)
+        rankings[IMPACT_ONLY] = _top_gaps([(g[2], g) for g in gaps], n_hidden, hidden)
+        rankings[PREVIOUS_STEP] = _top_gaps([(g[2] * g[4], g) for g in gaps], n_hidden, hidden)
+        return {**ours_top, "hidden_labels": n_hidden, "top_gaps": min(n_hidden, len(gaps)),
+                "unanswered": len(unanswered), "n_clusters": len(gaps),
                 **{k: v for k, v in clustering_metrics([u[1] for u in unanswered], labels_).items()
                    if k in ("nmi", "ari", "noise_share")}}
+
+    rankings: dict[str, dict[str, float]] = {}
 
     mine, seconds = _timed(run)
     mine["seconds"] = seconds
@@ -274,7 +287,24 @@ def evaluate_hidden(rows: Sequence[tuple[str, str]], train: Sequence[tuple[str, 
     baseline = {**clustering_metrics([g for _, g in rows], base), "seconds": base_seconds}
     notes.append(f"{n_hidden} of {len(labels)} labels' articles withheld (seed {seed}); "
                  f"{len(articles)} articles built from {len(train)} training questions")
-    return Report(ours=mine, baselines={"kmeans_true_k": baseline}, notes=notes)
+    return Report(ours=mine, baselines={"kmeans_true_k": baseline, **rankings}, notes=notes)
+
+
+#: Rankings printed beside ours on the same gaps: impact without novelty, and the previous novelty (impact
+#: halved when a published article lies at cosine 0.4 or more from the topic's centre).
+IMPACT_ONLY = "ranking_impact_only"
+PREVIOUS_STEP = "ranking_near_article_step"
+PREVIOUS_STEP_COSINE = 0.4
+PREVIOUS_STEP_WEIGHT = 0.5
+
+
+def _top_gaps(scored: Sequence[tuple[float, tuple[Any, ...]]], n_hidden: int, hidden: set[str]) -> dict[str, float]:
+    """hidden_recovered and false_gap_share of the top n_hidden gaps by score (ties: the larger topic)."""
+    top = [gap for _, gap in sorted(scored, key=lambda s: (-s[0], s[1][0]))[:n_hidden]]
+    found = {gap[1] for gap in top if gap[1] in hidden}
+    false = sum(1 for gap in top if gap[1] not in hidden)
+    return {"hidden_recovered": round(len(found) / n_hidden, 4),
+            "false_gap_share": round(false / len(top), 4) if top else 0.0}
 
 
 def clinc150_csv(source: Path, split: str, out: Path, *, include_oos: bool = False) -> int:
@@ -291,16 +321,42 @@ def clinc150_csv(source: Path, split: str, out: Path, *, include_oos: bool = Fal
     return len(rows)
 
 
+def split_in_val_shape(rows: Sequence[tuple[str, str]], build: int = 80) -> tuple[list[tuple[str, str]],
+                                                                               list[tuple[str, str]]]:
+    """Train split in val's shape, for choosing the ranking without val: each label's first `build` questions
+    (in file order) build the articles, the rest are asked."""
+    by_label: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_label[row[1]].append(row)
+    building, asked = [], []
+    for label in sorted(by_label):
+        building.extend(by_label[label][:build])
+        asked.extend(by_label[label][build:])
+    return building, asked
+
+
+def write_labelled(rows: Sequence[tuple[str, str]], out: Path) -> None:
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+
+
 def _main() -> None:  # pragma: no cover - data preparation for the evaluation
     import argparse
 
-    parser = argparse.ArgumentParser(description="Write CLINC150's train and val splits as text,label CSV files.")
+    parser = argparse.ArgumentParser(description="Write CLINC150's train and val splits as text,label CSV files, "
+                                                 "and train in val's shape (train_build.csv, train_asked.csv).")
     parser.add_argument("source", type=Path, help="the clinc150 folder (with data_trainval.json)")
-    parser.add_argument("out", type=Path, help="folder to write train.csv and val.csv into")
+    parser.add_argument("out", type=Path, help="folder to write the CSV files into")
     args = parser.parse_args()
     for split in ("train", "val"):
         n = clinc150_csv(args.source, split, args.out / f"{split}.csv")
         print(f"{args.out / f'{split}.csv'}: {n} rows")
+    building, asked = split_in_val_shape(load_labelled(args.out / "train.csv"))
+    for name, part in (("train_build", building), ("train_asked", asked)):
+        write_labelled(part, args.out / f"{name}.csv")
+        print(f"{args.out / f'{name}.csv'}: {len(part)} rows")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatsvc.gaps import engine as core
@@ -38,6 +39,7 @@ PER_VISITOR = 3  # distinct questions of one visitor that enter clustering; the 
 COVERED_SHARE = 0.5  # a gap whose questions match an article at least this often shows as covered
 COVERAGE_SAMPLE = 200  # most recent questions of a gap re-matched on a coverage check
 LEASE_TTL = timedelta(minutes=15)
+ANSWERED_SAMPLE = 20_000  # most recent answered questions that measure how answered a topic's neighbourhood is
 EXAMPLES = 5
 STATUSES = ("open", "covered", "dismissed", "merged")
 
@@ -69,12 +71,24 @@ class GapService:
         self._embedder: Embedder | None = None
         self._task: asyncio.Task[None] | None = None
         self._article_vectors: tuple[Any, list[Any], Any] | None = None  # (kb version, articles, vectors)
+        #: Texts this service has embedded (questions and articles): a run with nothing new embeds none,
+        #: so the sentence model is never loaded for it.
+        self.embedded = 0
 
     @property
     def embedder(self) -> Embedder:
+        """The configured embedder. Choosing it loads nothing: a model loads on its first `encode`."""
         if self._embedder is None:
             self._embedder = load_embedder(getattr(self.settings, "gaps_embedder", "auto") or "auto")
         return self._embedder
+
+    async def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed in a worker thread; nothing at all (no model load) for no text."""
+        embedder = self.embedder
+        if not texts:
+            return embedder.encode([])  # an empty matrix of the right width; no embedder loads a model for it
+        self.embedded += len(texts)
+        return await asyncio.to_thread(embedder.encode, list(texts))
 
     # ------------------------------------------------------------------ the scheduled job
 
@@ -124,33 +138,40 @@ class GapService:
                 return {"mode": "full" if full else "assign", "skipped": "another process is running the job",
                         "questions": 0, "gaps": 0, "noise": 0, "embedder": "", "seconds": 0.0}
             await asyncio.sleep(0.5)
+        embedded_before = self.embedded
         try:
             now = self.clock()
-            await store.ingest(self.engine, now)
+            await store.ingest(self.engine, now, now - WINDOW)
             await self._embed_pending(now)
             summary = await (self._recluster(now) if full else self._assign(now))
             await self._coverage(only_stale=True)
-            if full:
-                async with self.engine.begin() as conn:
+            summary["seconds"] = round(time.perf_counter() - started, 2)
+            async with self.engine.begin() as conn:
+                if full:
                     await store.kv_set(conn, store.FULL_AT_KEY, now.isoformat())
+                await store.record_run(conn, {"node": self.lease.node, "started": now.isoformat(),
+                                              "finished": self.clock().isoformat(), **summary,
+                                              "embedded": self.embedded - embedded_before})
         finally:
             await self.lease.release()
-        summary["seconds"] = round(time.perf_counter() - started, 2)
         return summary
 
     async def _embed_pending(self, now: datetime) -> None:
         embedder = self.embedder
         if not embedder.stable:
             return
+        async with self.engine.connect() as conn:
+            answered_from = await store.oldest_answered_to_embed(conn, now - WINDOW, ANSWERED_SAMPLE)
         while True:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(select(gap_questions.c.id, gap_questions.c.text).where(
                     gap_questions.c.created_at >= now - WINDOW,
-                    (gap_questions.c.embedder.is_(None)) | (gap_questions.c.embedder != embedder.name))
+                    (gap_questions.c.embedder.is_(None)) | (gap_questions.c.embedder != embedder.name),
+                    (gap_questions.c.reason != store.ANSWERED) | (gap_questions.c.id >= answered_from))
                     .order_by(gap_questions.c.id).limit(2048))).all()
             if not rows:
                 return
-            vectors = await asyncio.to_thread(embedder.encode, [r.text for r in rows])
+            vectors = await self._encode([r.text for r in rows])
             async with self.engine.begin() as conn:
                 await conn.execute(
                     update(gap_questions).where(gap_questions.c.id == bindparam("row_id"))
@@ -161,7 +182,7 @@ class GapService:
         embedder = self.embedder
         if embedder.stable and rows and all(r.embedder == embedder.name and r.embedding for r in rows):
             return from_blobs([r.embedding for r in rows])
-        return await asyncio.to_thread(embedder.encode, [r.text for r in rows])
+        return await self._encode([r.text for r in rows])
 
     # ------------------------------------------------------------------ full re-clustering
 
@@ -221,6 +242,11 @@ class GapService:
         terms = core.distinctive_terms([[rows[i].text for i in positions] for _, positions in topics]) \
             if relabel else [[] for _ in topics]
         article_ids, article_titles, article_vectors = await self._articles()
+        answered, answered_weight = np.zeros((0, 0), dtype=np.float32), 1.0
+        if self.embedder.stable:
+            blobs, answered_weight = await store.answered_blobs(self.engine, now - WINDOW, self.embedder.name,
+                                                                ANSWERED_SAMPLE)
+            answered = from_blobs(blobs)
         async with self.engine.begin() as conn:
             for (gap_id, positions), topic_terms in zip(topics, terms):
                 members = [rows[i] for i in positions]
@@ -239,10 +265,13 @@ class GapService:
                     sims = article_vectors @ centre
                     best = int(np.argmax(sims))
                     nearest_id, similarity = article_ids[best], round(float(sims[best]), 4)
+                cohesion = core.cohesion(vectors[positions], centre)
+                novelty = core.novelty(similarity, cohesion, core.answered_share(
+                    answered, centre, cohesion, len(positions), answered_weight))
                 values: dict[str, Any] = {
                     "volume": fig.volume, "questions": fig.questions, "current": fig.current,
                     "previous": fig.previous, "trend": fig.trend, "priority_mix": fig.priority_mix,
-                    "impact": round(fig.impact * core.novelty(similarity), 3), "examples": examples, "article_id": nearest_id,
+                    "impact": round(fig.impact * novelty, 3), "examples": examples, "article_id": nearest_id,
                     "article_similarity": similarity, "centroid": to_blob(centre), "embedder": self.embedder.name,
                     "updated_at": now}
                 if keep_examples and gap_id in known and known[gap_id].examples:
@@ -274,9 +303,27 @@ class GapService:
         from chatsvc.kb_suggest.markdown import plain_text
 
         texts = [f"{a.title}. {plain_text(a.body)[:300]}" for a in items]
-        vectors = await asyncio.to_thread(self.embedder.encode, texts)
+        vectors = await self._article_vectors_for([a.id for a in items], texts)
         self._article_vectors = (version, items, vectors)
         return [a.id for a in items], [a.title for a in items], vectors
+
+    async def _article_vectors_for(self, ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        """Article vectors, stored in `kv` by article and text digest: only a new or edited article is
+        embedded, so a process that restarts does not load the sentence model to re-embed the help center."""
+        name = self.embedder.name
+        async with self.engine.connect() as conn:
+            stored = store.decode_article_vectors(await store.kv_get(conn, store.ARTICLE_VECTORS_KEY), name)
+        digests = [store.text_digest(t) for t in texts]
+        missing = [i for i, (a, d) in enumerate(zip(ids, digests)) if stored.get(a, ("", b""))[0] != d]
+        fresh = await self._encode([texts[i] for i in missing])
+        kept = {a: stored[a] for a in ids if a in stored}
+        for i, vector in zip(missing, fresh):
+            kept[ids[i]] = (digests[i], to_blob(vector))
+        if missing or len(kept) != len(stored):
+            with contextlib.suppress(IntegrityError):  # two processes wrote it at once: either copy will do
+                async with self.engine.begin() as conn:
+                    await store.kv_set(conn, store.ARTICLE_VECTORS_KEY, store.encode_article_vectors(kept, name))
+        return from_blobs([kept[a][1] for a in ids])
 
     # ------------------------------------------------------------------ attaching new questions
 

