@@ -1,5 +1,5 @@
 """While PostgreSQL is down, the periodic jobs (the help-center refresh, the webhook worker, the ticket
-conversion retry) say so once, with a warning that carries the error's one-line summary, and say once when
+conversion retry, the live-chat sweep, the article-gap run) say so once, with a warning that carries the error's one-line summary, and say once when
 they recover; no traceback for every failed round. Against a real server on a PostgreSQL of the test's own,
 really stopped and started again."""
 
@@ -19,7 +19,8 @@ from tests.support.poll import poll
 from tests.support.server import FAST_SETTINGS, Server
 
 JOBS = {"help-center refresh": "chatsvc.kb", "webhook delivery": "chatsvc.webhooks",
-        "ticket conversion retry": "chatsvc.tickets"}
+        "ticket conversion retry": "chatsvc.tickets", "live-chat sweep": "chatsvc.live",
+        "article-gap run": "chatsvc.gaps"}
 ROUNDS = 3  # failed rounds each job must have been through, quietly, before PostgreSQL comes back
 
 
@@ -54,7 +55,8 @@ def about(job: str, log: list[dict]) -> list[dict]:
 def test_jobs_log_an_outage_once_and_their_recovery_once(postgres: PrivatePostgres, tmp_path: Path) -> None:
     log_path = tmp_path / "server.log"
     server = Server({**FAST_SETTINGS, "CHATSVC_DATABASE_URL": postgres.url, "CHATSVC_LOG_LEVEL": "debug",
-                     "CHATSVC_LOG_FORMAT": "json", "CHATSVC_TICKET_RETRY_INTERVAL": "0.3"}, log_path=log_path)
+                     "CHATSVC_LOG_FORMAT": "json", "CHATSVC_TICKET_RETRY_INTERVAL": "0.3", "CHATSVC_GAPS_EMBEDDER": "tfidf",
+                     "CHATSVC_GAPS_ASSIGN_INTERVAL": "0.3"}, log_path=log_path)
     server.start(timeout=40)
     try:
         assert httpx.get(f"{server.http}/readyz", timeout=30).status_code == 200
