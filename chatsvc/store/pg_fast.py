@@ -57,7 +57,8 @@ SELECT last_seq, state, ticket_id FROM bump
 """
 
 _RESUME = """
-SELECT v.name, v.email, v.plan, v.community, c.*, a.name AS agent_name
+SELECT v.name AS v_name, v.email AS v_email, v.plan AS v_plan, v.community AS v_community, c.*,
+       a.name AS agent_name
 FROM visitors v
 LEFT JOIN LATERAL (SELECT * FROM conversations WHERE visitor_id = v.id ORDER BY created_at DESC LIMIT 1) c
        ON true
@@ -203,7 +204,8 @@ class PgFastPath:
                                    presence_id if last_seq <= 0 else None, now, node)
             identity = {"name": None, "email": None, "plan": None, "community": None}
             return vid, identity, _conversation(conv), None
-        identity = {"name": row["name"], "email": row["email"], "plan": row["plan"], "community": row["community"]}
+        identity = {"name": row["v_name"], "email": row["v_email"], "plan": row["v_plan"],
+                    "community": row["v_community"]}
         if row["id"] is None:  # a visitor without a conversation yet
             conv = _conversation(await self._run("fetchrow", _NEW_CONVERSATION, str(uuid.uuid4()), visitor_id,
                                                  site, now))

@@ -182,7 +182,7 @@ async def test_offer_timeout_moves_on_then_hands_to_tickets(live: Deployment) ->
 
 
 async def test_nobody_online_goes_straight_to_ticket_pending_with_email(live: Deployment) -> None:
-    v, _ = await visitor(live.ws)
+    v, welcome = await visitor(live.ws)
     await v.send({"type": "message", "client_id": cid(), "text": "hello?"})
     await v.send({"type": "request_agent", "email": "sam@example.com"})
     state = await v.expect(lambda f: f["type"] == "event" and f["kind"] == "state"
@@ -191,6 +191,14 @@ async def test_nobody_online_goes_straight_to_ticket_pending_with_email(live: De
     # The visitor can keep writing.
     await v.send({"type": "message", "client_id": cid(), "text": "still here"})
     assert (await v.expect("ack"))["duplicate"] is False
+    await v.close()
+    # A reload shows the e-mail the visitor left in this conversation, the same token and the same chat.
+    v2, again = await visitor(live.ws, token=welcome["token"], last_seq=0)
+    assert again["token"] == welcome["token"]
+    assert again["conversation"]["id"] == welcome["conversation"]["id"]
+    assert again["conversation"]["state"] in ("ticket_pending", "ticketed")
+    assert again["conversation"]["visitor"]["email"] == "sam@example.com"
+    await v2.close()
 
 
 async def test_internal_notes_never_reach_the_visitor(live: Deployment) -> None:
