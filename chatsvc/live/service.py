@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -157,6 +157,7 @@ class ChatService:
         self._local_agent_sessions: dict[str, str] = {}  # session id -> agent id
         self._dispatching = False
         self._dispatch_again = False
+        self._last_heartbeat: datetime | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -1082,7 +1083,58 @@ class ChatService:
         """Expire offers, time out waits, re-queue chats of vanished agents. Safe in every process at once:
         each step claims its rows with a conditional update, so exactly one process acts on each."""
         now = self.clock()
-        await self._heartbeat(now)
+        if self._last_heartbeat is None or now - self._last_heartbeat >= self._heartbeat_every():
+            await self._heartbeat(now)
+            self._last_heartbeat = now
+        need = await self._sweep_probe(now)
+        if need.offers:
+            await self._expire_offers(now)
+        if need.overdue:
+            await self._time_out_waits(now)
+        if need.agents:
+            await self._requeue_lost_agents(now)
+        if need.visitors:
+            await self._visitors_gone(now)
+        if need.waiting:
+            await self.dispatch_waiting()
+        if self.tickets is not None:
+            await self.tickets.sweep()
+
+    def _heartbeat_every(self) -> timedelta:
+        """How often this process refreshes its own and its agent sockets' heartbeats: a quarter of the
+        shortest time after which another process would take them for gone, and at most every sweep."""
+        shortest = min(max(3 * self.settings.sweep_interval, 10.0), self.settings.agent_grace)
+        return timedelta(seconds=max(self.settings.sweep_interval, shortest / 4))
+
+    async def _sweep_probe(self, now: datetime) -> Any:
+        """One read that says which of the sweep's steps have anything to do, so that an idle process
+        reads once per sweep instead of running every step's transaction."""
+        s = self.settings
+        agent_stale = now - timedelta(seconds=s.agent_grace)
+        gone = select(agents.c.id).where(
+            agents.c.id.not_in(select(agent_sessions.c.agent_id)),
+            or_(agents.c.last_seen_at.is_(None), agents.c.last_seen_at < agent_stale))
+        node_stale = now - timedelta(seconds=max(3 * s.sweep_interval, 10.0))
+        gone_since = now - timedelta(seconds=s.visitor_grace)
+        waiting = conversations.c.state == State.WAITING.value
+        probe = select(
+            exists().where(offers.c.status == "pending", offers.c.expires_at < now).label("offers"),
+            exists().where(waiting, conversations.c.waiting_since < now - timedelta(seconds=s.wait_timeout))
+            .label("overdue"),
+            or_(exists().where(agent_sessions.c.heartbeat_at < agent_stale),
+                exists().where(agents.c.presence != "offline", agents.c.id.in_(gone)),
+                exists().where(conversations.c.state == State.WITH_AGENT.value, conversations.c.agent_id.in_(gone)))
+            .label("agents"),
+            or_(exists().where(nodes.c.heartbeat_at < node_stale),
+                exists().where(waiting, conversations.c.id.not_in(select(visitor_sessions.c.conversation_id)),
+                               func.coalesce(conversations.c.visitor_seen_at, conversations.c.waiting_since)
+                               < gone_since)).label("visitors"),
+            exists().where(waiting, conversations.c.offer_id.is_(None)).label("waiting"),
+        )
+        async with self._read() as conn:
+            return (await conn.execute(probe)).one()
+
+    async def _expire_offers(self, now: datetime) -> None:
         async with self._tx() as tx:
             expired = (await tx.conn.execute(
                 update(offers).where(offers.c.status == "pending", offers.c.expires_at < now)
@@ -1095,17 +1147,14 @@ class ChatService:
                     .values(offer_id=None))
                 tx.publish(wire.agent_channel(row.agent_id), wire.control_payload(protocol.OfferRevoked(
                     offer_id=row.id, conversation_id=row.conversation_id, reason="expired")))
+
+    async def _time_out_waits(self, now: datetime) -> None:
         deadline = now - timedelta(seconds=self.settings.wait_timeout)
         async with self._read() as conn:
             overdue = (await conn.execute(select(conversations.c.id).where(
                 conversations.c.state == State.WAITING.value, conversations.c.waiting_since < deadline))).scalars().all()
         for conv_id in overdue:
             await self._time_out_wait(conv_id)
-        await self._requeue_lost_agents(now)
-        await self._visitors_gone(now)
-        await self.dispatch_waiting()
-        if self.tickets is not None:
-            await self.tickets.sweep()
 
     async def _time_out_wait(self, conv_id: str) -> None:
         try:
