@@ -7,9 +7,11 @@ Here each step is one or two prepared statements on a small asyncpg pool of its 
 - a chat message is one statement: the conversation's sequence number is bumped and the event inserted
   by a data-modifying CTE (the row lock on the conversation keeps numbers contiguous; a client id seen
   before violates the unique index and the whole statement, bump included, is undone);
-- a resume is one read (the visitor, their latest conversation and its agent, joined) and one insert of
-  the socket's row; a new visitor is one statement inserting the visitor, the conversation and the socket;
-- a socket's goodbye is one statement; a replay page is one indexed read.
+- a resume is one statement: the visitor, their latest conversation and its agent, joined, with the
+  socket's row inserted by a CTE; a new visitor is one statement inserting the visitor, the conversation
+  and the socket;
+- closed sockets are removed together: whatever closed while the last removal ran goes in the next one;
+- a replay page is one indexed read.
 
 Only the common case is handled, as in `chatsvc.store.batch` for SQLite: a message the lifecycle must
 decide comes back as `FALLBACK` and the service takes its general path. Results have the shapes the
@@ -18,6 +20,8 @@ SQLite path returns, so the service treats both alike.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -28,6 +32,7 @@ from sqlalchemy.engine import make_url
 from chatsvc.store.batch import DUPLICATE, FALLBACK, Message, Written
 
 ACQUIRE_TIMEOUT = 10.0
+GOODBYE_BATCH = 1000  # closed sockets removed by one statement at most
 
 _VISITOR_MESSAGE = """
 WITH bump AS (
@@ -57,13 +62,20 @@ SELECT last_seq, state, ticket_id FROM bump
 """
 
 _RESUME = """
-SELECT v.name AS v_name, v.email AS v_email, v.plan AS v_plan, v.community AS v_community, c.*,
-       a.name AS agent_name
-FROM visitors v
-LEFT JOIN LATERAL (SELECT * FROM conversations WHERE visitor_id = v.id ORDER BY created_at DESC LIMIT 1) c
-       ON true
-LEFT JOIN agents a ON a.id = c.agent_id
-WHERE v.id = $1
+WITH found AS (
+    SELECT v.name AS v_name, v.email AS v_email, v.plan AS v_plan, v.community AS v_community, c.*,
+           a.name AS agent_name
+    FROM visitors v
+    LEFT JOIN LATERAL (SELECT * FROM conversations WHERE visitor_id = v.id ORDER BY created_at DESC LIMIT 1) c
+           ON true
+    LEFT JOIN agents a ON a.id = c.agent_id
+    WHERE v.id = $1
+), registered AS (
+    INSERT INTO visitor_sessions (id, conversation_id, node, heartbeat_at)
+    SELECT $2::text, found.id, $3, $4 FROM found
+    WHERE $2::text IS NOT NULL AND found.id IS NOT NULL AND found.last_seq >= $5
+)
+SELECT * FROM found
 """
 
 _NEW_VISITOR = """
@@ -90,8 +102,8 @@ VALUES ($1, $2, $3, 'bot', 0, 0, 0, $4, $4) RETURNING *
 _REGISTER = "INSERT INTO visitor_sessions (id, conversation_id, node, heartbeat_at) VALUES ($1, $2, $3, $4)"
 
 _UNREGISTER = """
-WITH gone AS (DELETE FROM visitor_sessions WHERE id = $1)
-UPDATE conversations SET visitor_seen_at = $2 WHERE id = $3
+WITH gone AS (DELETE FROM visitor_sessions WHERE id = ANY($1::text[]))
+UPDATE conversations SET visitor_seen_at = $2 WHERE id = ANY($3::text[])
 """
 
 _APPEND_IN_STATE = """
@@ -136,6 +148,9 @@ class PgFastPath:
         self.dsn = dsn
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._goodbyes: list[tuple[str, str, datetime, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.goodbye_statements = 0  # how many statements removed closed sockets (for tests and metrics)
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -148,6 +163,9 @@ class PgFastPath:
         return self._pool
 
     async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._flusher), 10)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -196,8 +214,8 @@ class PgFastPath:
         """(visitor id, identity fields, latest conversation, its agent or None); the socket is registered
         under `presence_id` unless the client is ahead of the conversation (a resync follows)."""
         row = None
-        if visitor_id is not None:
-            row = await self._run("fetchrow", _RESUME, visitor_id)
+        if visitor_id is not None:  # found, with the socket registered in the same statement
+            row = await self._run("fetchrow", _RESUME, visitor_id, presence_id, node, now, last_seq)
         if row is None:  # no token, or one from another database: start afresh
             vid, conv_id = str(uuid.uuid4()), str(uuid.uuid4())
             conv = await self._run("fetchrow", _NEW_VISITOR, vid, conv_id, site,
@@ -209,19 +227,39 @@ class PgFastPath:
         if row["id"] is None:  # a visitor without a conversation yet
             conv = _conversation(await self._run("fetchrow", _NEW_CONVERSATION, str(uuid.uuid4()), visitor_id,
                                                  site, now))
-            agent = None
-        else:
-            conv = _conversation(row)
-            agent = None if row["agent_id"] is None else {"id": row["agent_id"], "name": row["agent_name"]}
-        if presence_id is not None and last_seq <= conv["last_seq"]:
-            await self._run("execute", _REGISTER, presence_id, conv["id"], node, now)
-        return visitor_id, identity, conv, agent
+            if presence_id is not None and last_seq <= conv["last_seq"]:
+                await self._run("execute", _REGISTER, presence_id, conv["id"], node, now)
+            return visitor_id, identity, conv, None
+        agent = None if row["agent_id"] is None else {"id": row["agent_id"], "name": row["agent_name"]}
+        return visitor_id, identity, _conversation(row), agent
 
     async def register(self, session_id: str, conv_id: str, node: str, now: datetime) -> None:
         await self._run("execute", _REGISTER, session_id, conv_id, node, now)
 
     async def unregister(self, session_id: str, conv_id: str, now: datetime) -> None:
-        await self._run("execute", _UNREGISTER, session_id, now, conv_id)
+        """Remove a closed socket's row. Goodbyes are written together: whatever closed while the last
+        statement ran goes in the next one (a thousand sockets dropping at once cost a few statements)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._goodbyes.append((session_id, conv_id, now, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._say_goodbyes())
+        await future
+
+    async def _say_goodbyes(self) -> None:
+        while self._goodbyes:
+            batch, self._goodbyes = self._goodbyes[:GOODBYE_BATCH], self._goodbyes[GOODBYE_BATCH:]
+            self.goodbye_statements += 1
+            try:
+                await self._run("execute", _UNREGISTER, [s for s, _, _, _ in batch], max(n for _, _, n, _ in batch),
+                                sorted({c for _, c, _, _ in batch}))
+            except StoreUnavailable as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_result(None)
 
     # ------------------------------------------------------------------ reads
 
