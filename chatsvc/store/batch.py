@@ -114,7 +114,7 @@ def sqlite_path(url: str) -> str | None:
 
 def _stamp(now: datetime) -> str:
     # The text SQLAlchemy stores for DateTime on SQLite: UTC, no offset, microseconds.
-    return now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return now.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 class _Batched:
@@ -183,6 +183,12 @@ class _Batched:
                 raise _Busy from exc
             raise
         try:
+            if len(batch) == 1:
+                # Alone in its transaction, an item needs no savepoint: what it must undo, a rollback undoes.
+                item, now = batch[0]
+                result = self._one(db, item, now, alone=True)
+                db.execute("ROLLBACK" if result is DUPLICATE or isinstance(result, _Failed) else "COMMIT")
+                return [result]
             for item, now in batch:
                 results.append(self._one(db, item, now))
             db.execute("COMMIT")
@@ -192,7 +198,9 @@ class _Batched:
             raise
         return results
 
-    def _one(self, db: sqlite3.Connection, item: Any, now: datetime) -> Any:  # pragma: no cover - overridden
+    def _one(self, db: sqlite3.Connection, item: Any, now: datetime,
+             alone: bool = False) -> Any:  # pragma: no cover - overridden
+        """One item of a batch; `alone`: the only one, so it may skip its savepoint (see `_run_batch`)."""
         raise NotImplementedError
 
     def _close_db(self) -> None:
@@ -292,15 +300,20 @@ class MessageWriter(_Batched):
     thread_name = "chatsvc-sqlite-writer"
     writes = True
 
-    def _one(self, db: sqlite3.Connection, item: Message | Operation, now: datetime) -> Any:
+    def _one(self, db: sqlite3.Connection, item: Message | Operation, now: datetime, alone: bool = False) -> Any:
         if isinstance(item, Message):
-            return self._write_one(db, item, now)
-        return self._run_one(db, item, now)
+            return self._write_one(db, item, now, alone)
+        return self._run_one(db, item, now, alone)
 
     # -- the writer thread
 
     @staticmethod
-    def _run_one(db: sqlite3.Connection, operation: Operation, now: datetime) -> Any:
+    def _run_one(db: sqlite3.Connection, operation: Operation, now: datetime, alone: bool = False) -> Any:
+        if alone:
+            try:
+                return operation(db, _stamp(now))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller; the batch is rolled back
+                return _Failed(exc)
         db.execute("SAVEPOINT operation")
         try:
             result = operation(db, _stamp(now))
@@ -312,28 +325,39 @@ class MessageWriter(_Batched):
         return result
 
     @staticmethod
-    def _write_one(db: sqlite3.Connection, m: Message, now: datetime) -> Written | str | BaseException:
-        stamp = _stamp(now)
+    def _write_one(db: sqlite3.Connection, m: Message, now: datetime,
+                   alone: bool = False) -> Written | str | BaseException:
+        if alone:  # no savepoint: a duplicate rolls the whole (one-item) transaction back
+            try:
+                return MessageWriter._write_message(db, m, now)
+            except sqlite3.IntegrityError:
+                return DUPLICATE
         db.execute("SAVEPOINT message")
         try:
-            if m.role == "visitor":
-                row = db.execute(_VISITOR_BUMP, (stamp, m.text[:500], m.conversation_id, m.author_id)).fetchone()
-            else:
-                row = db.execute(_AGENT_BUMP, (stamp, m.conversation_id, m.author_id, int(m.lead),
-                                               int(m.internal))).fetchone()
-            if row is None:
-                db.execute("ROLLBACK TO message")
-                db.execute("RELEASE message")
-                return FALLBACK
-            seq, state, ticket_id = row
-            kind = "note" if m.internal else "message"
-            db.execute(_INSERT, (m.conversation_id, seq, kind, m.role, m.author_id, m.author_name, m.text,
-                                 m.client_id, int(m.internal), stamp))
+            written = MessageWriter._write_message(db, m, now)
         except sqlite3.IntegrityError:
+            written = DUPLICATE
+        if written is FALLBACK or written is DUPLICATE:
             db.execute("ROLLBACK TO message")
-            db.execute("RELEASE message")
-            return DUPLICATE
         db.execute("RELEASE message")
+        return written
+
+    @staticmethod
+    def _write_message(db: sqlite3.Connection, m: Message, now: datetime) -> Written | str:
+        """Bump the conversation's sequence number and append the event; FALLBACK (nothing written) when
+        the conversation does not take this message here. A client id seen before raises IntegrityError."""
+        stamp = _stamp(now)
+        if m.role == "visitor":
+            row = db.execute(_VISITOR_BUMP, (stamp, m.text[:500], m.conversation_id, m.author_id)).fetchone()
+        else:
+            row = db.execute(_AGENT_BUMP, (stamp, m.conversation_id, m.author_id, int(m.lead),
+                                           int(m.internal))).fetchone()
+        if row is None:
+            return FALLBACK
+        seq, state, ticket_id = row
+        kind = "note" if m.internal else "message"
+        db.execute(_INSERT, (m.conversation_id, seq, kind, m.role, m.author_id, m.author_name, m.text,
+                             m.client_id, int(m.internal), stamp))
         return Written(seq=int(seq), state=str(state), ticket_id=ticket_id, at=now)
 
     async def write(self, message: Message | Operation, now: datetime) -> Any:
@@ -359,7 +383,7 @@ class Reader(_Batched):
     def _prepare_inline(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA query_only=ON")
 
-    def _one(self, db: sqlite3.Connection, item: Operation, now: datetime) -> Any:
+    def _one(self, db: sqlite3.Connection, item: Operation, now: datetime, alone: bool = False) -> Any:
         try:
             return item(db, _stamp(now))
         except Exception as exc:  # noqa: BLE001 - handed to the caller that queued it

@@ -159,3 +159,17 @@ async def test_the_reader_reads_committed_rows_in_batches_and_never_writes(store
         await reader.close()
     with pytest.raises(sqlite3.OperationalError):
         await reader.read(seqs_after(0))
+
+
+async def test_a_message_alone_in_its_batch_is_undone_whole_when_it_is_a_duplicate(store) -> None:  # type: ignore[no-untyped-def]
+    engine, writer = store
+    first = await writer.write(visitor_says("v2", "same"), NOW)
+    again = await writer.write(visitor_says("v2", "same"), NOW)  # alone in its batch: no savepoint
+    failed = await asyncio.gather(writer.write(lambda conn, now: conn.execute("SELECT * FROM nowhere"), NOW),
+                                  return_exceptions=True)
+    assert isinstance(first, batch.Written) and again == batch.DUPLICATE
+    assert isinstance(failed[0], sqlite3.OperationalError)
+    async with engine.connect() as conn:
+        last_seq = (await conn.execute(select(conversations.c.last_seq).where(conversations.c.id == "c-v2"))).scalar()
+        stored = (await conn.execute(select(events.c.seq).where(events.c.conversation_id == "c-v2"))).scalars().all()
+    assert last_seq == 1 and stored == [1]
