@@ -63,12 +63,12 @@ class Runtime:
     draining: bool = False  # set on SIGTERM: /readyz fails and new sockets are refused with 503
 
 
-def load_classifier() -> object | None:
+def load_classifier(models_dir: str = "") -> Any:
     """The shipped or operator-trained classifier; without one, conversations keep the rules' defaults."""
     try:
         from chatsvc.classifier import Classifier
 
-        return Classifier.load()
+        return Classifier.load(models_dir or None)
     except Exception as exc:  # noqa: BLE001 - a broken artifact must not keep chat down; it is logged
         log.warning("classifier not loaded (%s); conversations get no predicted category or priority", exc)
         return None
@@ -152,7 +152,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         articles = ArticleStore(engine)
         kb = KnowledgeBase(articles)
         await kb.start()
-        classifier = await asyncio.to_thread(load_classifier)
+        classifier = await asyncio.to_thread(load_classifier, settings.models_dir)
+        # A model written by `chatsvc train` into the models directory is picked up without a restart.
+        reloading = (asyncio.create_task(classifier.watch(settings.classifier_reload_interval))
+                     if classifier is not None and settings.classifier_reload_interval > 0 else None)
         service = ChatService(engine, broker, settings, secret_key=secret, kb=kb, classifier=classifier)
         tickets = TicketService(service)
         service.tickets = tickets
@@ -178,6 +181,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Going away: clients reconnect (to this process after a restart, or to another) and resume.
             for connection in list(runtime.connections):
                 connection.abort(CloseCode.GOING_AWAY, "server shutting down")
+            if reloading is not None:
+                reloading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reloading
             await webhook_worker.stop()
             if limit_exchange is not None:
                 await limit_exchange.stop()

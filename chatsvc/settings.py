@@ -117,6 +117,12 @@ FIELDS: tuple[Field, ...] = (
           "Seconds between article-gap runs, which attach new questions to the gaps; 0 turns the job off."),
     Field("gaps_recluster_interval", "CHATSVC_GAPS_RECLUSTER_INTERVAL",
           "Seconds between full re-clusterings of the article gaps (done by the next run after it)."),
+    Field("models_dir", "CHATSVC_MODELS_DIR",
+          "Directory whose classifier/ holds the category and priority model (`chatsvc train --out`); "
+          "empty: the shipped models/."),
+    Field("classifier_reload_interval", "CHATSVC_CLASSIFIER_RELOAD_INTERVAL",
+          "Seconds between checks for a retrained classifier model, which is then loaded without a restart; "
+          "0: never."),
 )
 
 
@@ -165,6 +171,8 @@ class Settings:
     gaps_embedder: str = "auto"
     gaps_assign_interval: float = 300.0
     gaps_recluster_interval: float = 21600.0
+    models_dir: str = ""
+    classifier_reload_interval: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -27,6 +27,9 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
     train.add_argument("--target-precision", type=float, default=0.9, metavar="P",
                        help="the model abstains below the confidence where cross-validated precision reaches P "
                             "(default 0.9)")
+    train.add_argument("--word-vectors", choices=("auto", "minilm", "none"), default="auto",
+                       help="add word vectors distilled from all-MiniLM-L6-v2 (the `embeddings` extra): auto uses "
+                            "them when installed (default); none trains the TF-IDF model alone")
     train.set_defaults(func=_train)
 
     classify = evals.add_parser(
@@ -88,11 +91,13 @@ def _train(args: argparse.Namespace) -> int:
             sources.append(f"store ({len(stored)} resolved tickets)")
         from chatsvc.classifier.training import TrainingConfig, train
 
-        config = TrainingConfig(seed=args.seed, cv_folds=args.cv, target_precision=args.target_precision)
+        config = TrainingConfig(seed=args.seed, cv_folds=args.cv, target_precision=args.target_precision,
+                                word_vectors=args.word_vectors)
         command = " ".join(["chatsvc train"] + [f"--data {Path(p).name}" for p in args.data]
                            + (["--from-store"] if args.from_store else [])
                            + ([f"--rules {Path(args.rules).name}"] if args.rules else [])
-                           + [f"--seed {args.seed}", f"--cv {args.cv}", f"--target-precision {args.target_precision}"])
+                           + [f"--seed {args.seed}", f"--cv {args.cv}", f"--target-precision {args.target_precision}"]
+                           + ([f"--word-vectors {args.word_vectors}"] if args.word_vectors != "auto" else []))
         trained = train(examples, rules=rules, config=config, sources=sources,
                         command=command)
         out = Path(args.out) if args.out is not None else DEFAULT_MODELS_DIR

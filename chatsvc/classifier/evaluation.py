@@ -83,9 +83,13 @@ def _timed(predict: Callable[[str], str], texts: Sequence[str], sample: int | No
 
 def _run_ours(train_texts: list[str], train_labels: list[str], test_texts: list[str], reject: str | None,
               seed: int, notes: list[str]) -> tuple[Outcome, float | None]:
-    from chatsvc.classifier.training import TrainingConfig, build_pipeline, export_pipeline, fit_quietly
+    from chatsvc.classifier.training import TrainingConfig, export_pipeline, fit_selected_pipeline
 
-    pipeline = fit_quietly(build_pipeline(TrainingConfig(seed=seed)), train_texts, train_labels, notes)
+    pipeline, scores = fit_selected_pipeline(train_texts, train_labels, TrainingConfig(seed=seed), notes)
+    if len(scores) > 1:
+        chosen = max(scores, key=lambda name: scores[name])
+        shown = ", ".join(f"{name} {score:.4f}" for name, score in scores.items())
+        notes.append(f"ours: word vectors {chosen!r} chosen by out-of-fold macro-F1 on TRAIN ({shown})")
     classifier = pipeline.named_steps["classifier"]
     threshold = None
     if reject is not None:

@@ -1,15 +1,16 @@
 """Trained linear models as plain arrays: safe loading, and scoring without scikit-learn.
 
 A model is a word n-gram block and a character n-gram block of binary TF-IDF features (each
-block L2-normalised, as scikit-learn's FeatureUnion of two TfidfVectorizers does), followed by
+block L2-normalised, as scikit-learn's FeatureUnion of two TfidfVectorizers does), optionally a
+block of static word vectors (the scaled mean of the vectors of the message's known words), followed by
 linear heads (category, priority) whose decision values are turned into probabilities by a
 temperature-scaled softmax. Scoring one message is a dictionary lookup per n-gram, one gather of
 weight rows and two small matrix-vector products: a small fraction of the per-call overhead of a
 scikit-learn pipeline (docs/benchmarks/classifier.md).
 
 Artifacts are a directory `classifier/` holding
-  weights.npz      float arrays only, read with allow_pickle=False
-  vocabulary.json  the n-grams of each block, in column order
+  weights.npz      float arrays only, read with allow_pickle=False (coef, intercept, idf; vectors)
+  vocabulary.json  the n-grams of each block, in column order (and the words that have vectors)
   card.json        the model card: format, classes, thresholds, metrics, hashes of the two files
   MODEL_CARD.md    the same card for people.
 Nothing is unpickled, and files whose hash differs from the card are refused.
@@ -27,7 +28,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,7 +39,8 @@ from chatsvc.classifier.rules import PRIORITIES
 from chatsvc.classifier.text import TEXT_VERSION, char_ngrams, normalize, word_ngrams, words
 
 FORMAT = "chatsvc-classifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)  # 1: no word vectors
 ARTIFACT_DIR = "classifier"
 CARD_FILE = "card.json"
 CARD_MARKDOWN_FILE = "MODEL_CARD.md"
@@ -51,6 +53,7 @@ HEAD_NAMES = ("category", "priority")
 TRAIN_HINT = "chatsvc train --data LABELS.csv --out {dir}"
 
 _WEIGHT_ARRAYS = {"coef": np.float32, "intercept": np.float64, "idf": np.float32}
+_VECTOR_ARRAY = {"vectors": np.float16}  # present when the card's features have word_vectors
 _CHAR_CACHE_SIZE = 65_536
 _WARM_WORDS = 50_000
 
@@ -78,6 +81,7 @@ class Scored:
     rows: np.ndarray | None
     features: np.ndarray
     n_word: int
+    n_sparse: int  # features[:n_word] are word n-grams, then character n-grams up to n_sparse, then word vectors
     word_norm: float
     char_norm: float
 
@@ -86,7 +90,8 @@ class LinearTextModel:
     """Exported weights of a trained model, scored with our own tokenizer and a sparse dot product."""
 
     def __init__(self, *, card: Mapping[str, Any], word_vocabulary: list[str], char_vocabulary: list[str],
-                 coef: np.ndarray, intercept: np.ndarray, idf: np.ndarray) -> None:
+                 coef: np.ndarray, intercept: np.ndarray, idf: np.ndarray,
+                 vector_words: list[str] | None = None, vectors: np.ndarray | None = None) -> None:
         features = card["features"]
         self.card = dict(card)
         self.model_id: str = card["model_id"]
@@ -108,15 +113,25 @@ class LinearTextModel:
         # Binary TF-IDF: a present feature's value is its idf, divided by its block's L2 norm. So
         # a message's decision values are the sums of idf * coef over its features, per block,
         # divided by sqrt(sum of idf**2) of the block; the last column carries idf**2 for that.
-        self._augmented = np.hstack([coef * idf[:, None], (idf.astype(np.float64) ** 2)[:, None]]
-                                    ).astype(np.float32)
+        n_sparse = len(idf)
+        blocks = [np.hstack([coef[:n_sparse] * idf[:, None], (idf.astype(np.float64) ** 2)[:, None]])]
+        # Word vectors: a message's block is scale * (the mean of its distinct known words' vectors),
+        # so its decision values are the mean of P = scale * vector @ coef over those words. Their
+        # rows follow the n-gram rows (last column 0), and one gather serves all three blocks.
+        self.vector_words = vector_words or []
+        self.vectors = vectors
+        self._vector_get = None
+        if vectors is not None and len(self.vector_words):
+            scale = float(features["word_vectors"]["scale"])
+            projected = scale * (vectors.astype(np.float64) @ coef[n_sparse:].astype(np.float64))
+            blocks.append(np.hstack([projected, np.zeros((len(projected), 1))]))
+            self._vector_get = {w: i + n_sparse for i, w in enumerate(self.vector_words)}.get
+        self._augmented = np.vstack(blocks).astype(np.float32)
         self._intercept = [float(v) for v in intercept]
         self._word_get = self._word_index.get
         self._bigrams_only = self.word_ngrams == (1, 2)
         self._char_ids = lru_cache(maxsize=_CHAR_CACHE_SIZE)(self._compute_char_ids)
         self._bigram_heads = frozenset(g.split(" ", 1)[0] for g in word_vocabulary if " " in g)
-        self._ones = np.ones(4096, dtype=np.float32)
-        self._few_columns = len(intercept) <= 32
         # Precompute the character n-grams of the known words, so that a freshly loaded model
         # serves ordinary messages at its steady-state speed; unknown words are added as they come.
         for gram in word_vocabulary[:_WARM_WORDS]:
@@ -139,45 +154,47 @@ class LinearTextModel:
         found.discard(None)
         word_ids = cast(set[int], found)
         n_word = len(word_ids)
+        # Word vectors: the rows of the distinct known words, after the n-gram rows.
+        vector_ids: set[int | None] = set(map(self._vector_get, tokens)) if self._vector_get is not None else set()
+        vector_ids.discard(None)
+        n_vector = len(vector_ids)
         # Character n-gram ids per distinct word come from a cache; the ids shared by several
         # words are deduplicated in numpy (sort + neighbour comparison), faster than a Python set.
-        char_ids = np.concatenate([np.fromiter(word_ids, dtype=np.intp, count=n_word),
-                                   *map(self._char_ids, set(tokens))])
-        if len(char_ids) > n_word:
-            chars = char_ids[n_word:]
+        # The array starts with the word and vector ids, so that one concatenation builds it.
+        head = np.fromiter(chain(word_ids, vector_ids), dtype=np.intp, count=n_word + n_vector)
+        all_ids = np.concatenate([head, *map(self._char_ids, set(tokens))])
+        chars = all_ids[n_word + n_vector:]
+        if len(chars) > 1:
             chars.sort()
             keep = np.empty(len(chars), dtype=bool)
             keep[0] = True
             np.not_equal(chars[1:], chars[:-1], out=keep[1:])
-            features = np.concatenate([char_ids[:n_word], chars[keep]])
-        else:
-            features = char_ids
+            chars = chars[keep]
+        features = np.concatenate([head[:n_word], chars, head[n_word:]])
+        n_sparse = len(features) - n_vector
         if not len(features):
-            return Scored(list(self._intercept), None, features, 0, 0.0, 0.0)
+            return Scored(list(self._intercept), None, features, 0, 0, 0.0, 0.0)
         rows = self._augmented.take(features, axis=0)
-        # Block sums as matrix-vector products: much cheaper than ndarray.sum for small arrays.
-        ones = self._ones if len(features) <= len(self._ones) else np.ones(len(features), dtype=np.float32)
-        few = self._few_columns
-        values: list[float] = self._intercept
-        array = None if few else self.intercept.copy()
+        # The blocks' sums in one call (reduceat over the non-empty blocks), then one product:
+        # each numpy call costs a microsecond or more, whatever its size.
+        blocks = [(lo, hi) for lo, hi in ((0, n_word), (n_word, n_sparse), (n_sparse, len(features))) if hi > lo]
+        sums = np.add.reduceat(rows, [lo for lo, _ in blocks], axis=0)
+        squares = sums[:, -1].tolist()
         word_norm = char_norm = 0.0
-        for lo, hi in ((0, n_word), (n_word, len(features))):
-            if hi == lo:
+        divisors = []
+        for (lo, hi), square in zip(blocks, squares, strict=True):
+            if lo >= n_sparse:
+                divisors.append(1.0 / (hi - lo))  # word vectors: the mean of the words' rows
                 continue
-            total = ones[:hi - lo] @ rows[lo:hi]
-            norm = math.sqrt(float(total[-1]))
-            if lo == 0:
+            norm = math.sqrt(square)
+            if lo == 0 and n_word:
                 word_norm = norm
             else:
                 char_norm = norm
-            if array is None:
-                # Plain floats beat numpy for a dozen classes (each numpy call costs a microsecond or more).
-                values = [v + t / norm for v, t in zip(values, total.tolist(), strict=False)]
-            else:
-                array += total[:-1] / norm
-        if array is not None:
-            values = array.tolist()
-        return Scored(values, rows, features, n_word, word_norm, char_norm)
+            divisors.append(1.0 / norm)
+        total = (np.asarray(divisors, dtype=np.float32) @ sums).tolist()
+        values = [t + b for t, b in zip(total, self._intercept, strict=False)]
+        return Scored(values, rows, features, n_word, n_sparse, word_norm, char_norm)
 
     def probabilities(self, scored: Scored, head: str) -> list[float]:
         """Calibrated class probabilities of one head, in `heads[head].classes` order."""
@@ -205,7 +222,7 @@ class LinearTextModel:
         n_word = scored.n_word
         # Within a block every feature is divided by the same norm: rank by idf * coef alone.
         for lo, hi, vocabulary, offset in ((0, n_word, self.word_vocabulary, 0),
-                                           (n_word, len(scored.features), self.char_vocabulary,
+                                           (n_word, scored.n_sparse, self.char_vocabulary,
                                             len(self.word_vocabulary))):
             if hi <= lo:
                 continue
@@ -227,8 +244,13 @@ class LinearTextModel:
         """Write the artifacts into `models_dir/classifier/`, each file atomically, the card last."""
         target = Path(models_dir) / ARTIFACT_DIR
         target.mkdir(parents=True, exist_ok=True)
-        weights = _npz_bytes({"coef": self.coef, "intercept": self.intercept, "idf": self.idf})
-        vocabulary = _json_bytes({"word": self.word_vocabulary, "char": self.char_vocabulary})
+        arrays = {"coef": self.coef, "intercept": self.intercept, "idf": self.idf}
+        words = {"word": self.word_vocabulary, "char": self.char_vocabulary}
+        if self.vectors is not None:
+            arrays["vectors"] = self.vectors
+            words["vector_words"] = self.vector_words
+        weights = _npz_bytes(arrays)
+        vocabulary = _json_bytes(words)
         card = dict(self.card)
         card["files"] = {WEIGHTS_FILE: _sha256(weights), VOCABULARY_FILE: _sha256(vocabulary)}
         _atomic_write(target / WEIGHTS_FILE, weights)
@@ -266,11 +288,29 @@ class LinearTextModel:
                 raise ModelError(f"{path} does not match its model card {card_path} (changed, replaced or "
                                  f"partly written); refusing to load it. Retrain with `{hint}`")
             blobs[name] = blob
-        arrays = _read_npz(blobs[WEIGHTS_FILE], directory / WEIGHTS_FILE, hint)
-        vocabulary = _read_vocabulary(blobs[VOCABULARY_FILE], directory / VOCABULARY_FILE, hint)
+        with_vectors = _word_vectors(card) is not None
+        arrays = _read_npz(blobs[WEIGHTS_FILE], directory / WEIGHTS_FILE, hint, with_vectors)
+        vocabulary = _read_vocabulary(blobs[VOCABULARY_FILE], directory / VOCABULARY_FILE, hint, with_vectors)
         _check_shapes(card, arrays, vocabulary, card_path, hint)
         return cls(card=card, word_vocabulary=vocabulary["word"], char_vocabulary=vocabulary["char"],
-                   coef=arrays["coef"], intercept=arrays["intercept"], idf=arrays["idf"])
+                   coef=arrays["coef"], intercept=arrays["intercept"], idf=arrays["idf"],
+                   vector_words=vocabulary.get("vector_words"), vectors=arrays.get("vectors"))
+
+
+def artifact_fingerprint(models_dir: str | Path) -> tuple[int, ...] | None:
+    """Identity of the model card in `models_dir` (device, inode, mtime, size), None if there is none.
+
+    `save` writes the card last, by renaming a new file over it, so a new fingerprint means a
+    complete new model (or one being replaced again, which `load` then refuses until it is done).
+    """
+    base = Path(models_dir)
+    for path in (base / ARTIFACT_DIR / CARD_FILE, base / CARD_FILE):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return None
 
 
 # -- artifact checks -------------------------------------------------------------------------
@@ -284,27 +324,33 @@ def _read_card(path: Path, hint: str) -> dict[str, Any]:
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         raise ModelError(f"{path}: not a chatsvc classifier model card (format {FORMAT!r} expected); "
                          f"retrain with `{hint}`")
-    if card.get("format_version") != FORMAT_VERSION or card.get("text_version") != TEXT_VERSION:
+    if card.get("format_version") not in READABLE_FORMAT_VERSIONS or card.get("text_version") != TEXT_VERSION:
         raise ModelError(
             f"{path}: model format {card.get('format_version')!r} / text version {card.get('text_version')!r} "
             f"is not the one this chatsvc reads ({FORMAT_VERSION} / {TEXT_VERSION}); retrain with `{hint}`")
     return card
 
 
-def _read_npz(blob: bytes, path: Path, hint: str) -> dict[str, np.ndarray]:
+def _word_vectors(card: Mapping[str, Any]) -> Any:
+    features = card.get("features")
+    return features.get("word_vectors") if isinstance(features, dict) else None
+
+
+def _read_npz(blob: bytes, path: Path, hint: str, with_vectors: bool) -> dict[str, np.ndarray]:
+    expected = {**_WEIGHT_ARRAYS, **(_VECTOR_ARRAY if with_vectors else {})}
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             names = set(npz.files)
-            if names != set(_WEIGHT_ARRAYS):
-                raise ModelError(f"{path}: holds arrays {sorted(names)}, expected {sorted(_WEIGHT_ARRAYS)}; "
+            if names != set(expected):
+                raise ModelError(f"{path}: holds arrays {sorted(names)}, expected {sorted(expected)}; "
                                  f"retrain with `{hint}`")
-            arrays = {name: npz[name] for name in _WEIGHT_ARRAYS}
+            arrays = {name: npz[name] for name in expected}
     except ModelError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelError(f"{path}: not a plain array file ({exc}); refusing to load it. "
                          f"Retrain with `{hint}`") from None
-    for name, dtype in _WEIGHT_ARRAYS.items():
+    for name, dtype in expected.items():
         if arrays[name].dtype != dtype:
             raise ModelError(f"{path}: array {name} has type {arrays[name].dtype}, expected "
                              f"{np.dtype(dtype)}; retrain with `{hint}`")
@@ -313,14 +359,15 @@ def _read_npz(blob: bytes, path: Path, hint: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _read_vocabulary(blob: bytes, path: Path, hint: str) -> dict[str, list[str]]:
+def _read_vocabulary(blob: bytes, path: Path, hint: str, with_vectors: bool) -> dict[str, list[str]]:
     try:
         data = json.loads(blob.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{path}: not readable ({exc}); retrain with `{hint}`") from None
-    if (not isinstance(data, dict) or set(data) != {"word", "char"}
+    keys = {"word", "char", "vector_words"} if with_vectors else {"word", "char"}
+    if (not isinstance(data, dict) or set(data) != keys
             or not all(isinstance(v, list) and all(isinstance(g, str) for g in v) for v in data.values())):
-        raise ModelError(f"{path}: expected {{\"word\": [...], \"char\": [...]}} lists of n-grams; "
+        raise ModelError(f"{path}: expected lists of n-grams under {', '.join(sorted(keys))}; "
                          f"retrain with `{hint}`")
     for block, grams in data.items():
         if len(set(grams)) != len(grams):
@@ -363,12 +410,21 @@ def _check_shapes(card: dict[str, Any], arrays: dict[str, np.ndarray], vocabular
                 raise fail(f"head {name}: bad threshold")
         if not isinstance(card["model_id"], str):
             raise fail("bad model_id")
+        word_vectors = _word_vectors(card)
+        dims = 0
+        if word_vectors is not None:
+            dims = word_vectors["dims"]
+            scale = word_vectors["scale"]
+            if not isinstance(dims, int) or dims < 1 or not isinstance(scale, float | int) or not 0 < scale < 1e6:
+                raise fail("bad word_vectors")
     except (KeyError, TypeError, ValueError) as exc:
         raise fail(f"incomplete model card ({exc!r})") from None
     n_features = len(vocabulary["word"]) + len(vocabulary["char"])
-    if arrays["coef"].shape != (n_features, n_columns):
+    if "vectors" in arrays and arrays["vectors"].shape != (len(vocabulary["vector_words"]), dims):
+        raise fail(f"vectors have shape {arrays['vectors'].shape}, expected {(len(vocabulary['vector_words']), dims)}")
+    if arrays["coef"].shape != (n_features + dims, n_columns):
         raise fail(f"weights have shape {arrays['coef'].shape}, the vocabulary and classes need "
-                   f"{(n_features, n_columns)}")
+                   f"{(n_features + dims, n_columns)}")
     if arrays["intercept"].shape != (n_columns,) or arrays["idf"].shape != (n_features,):
         raise fail("intercept or idf has the wrong length")
 
@@ -412,6 +468,20 @@ def _atomic_write(path: Path, blob: bytes) -> None:
         raise
 
 
+def _vectors_line(word_vectors: Mapping[str, Any] | None) -> str:
+    if not word_vectors:
+        return "- Word vectors: none (TF-IDF n-grams only)"
+    return (f"- Word vectors: {word_vectors['dims']} dimensions for {word_vectors['words']} words from "
+            f"{word_vectors['source']}; mean over a message's words, scaled by {word_vectors['scale']}")
+
+
+def _selection_line(selection: Mapping[str, Any] | None) -> list[str]:
+    if not selection or len(selection["scores"]) < 2:
+        return []
+    scores = ", ".join(f"{name} {score:.3f}" for name, score in selection["scores"].items())
+    return [f"- Word vectors chosen by {selection['criterion']}: {scores} -> {selection['chosen']}"]
+
+
 def card_markdown(card: Mapping[str, Any]) -> str:
     """The model card for people; generated from card.json so the two never disagree."""
     data = card["training_data"]
@@ -430,6 +500,8 @@ def card_markdown(card: Mapping[str, Any]) -> str:
          f"{card['features']['char_ngrams']}-grams inside words, binary TF-IDF, min_df "
          f"{card['features']['min_df']}, first {card['features']['max_chars']} characters; "
          f"{card['features']['n_word_features']} + {card['features']['n_char_features']} features"),
+        _vectors_line(card["features"].get("word_vectors")),
+        *_selection_line(card.get("feature_selection")),
         f"- Estimator: {card['estimator']['description']}",
         "",
         ("| head | classes | CV folds | CV accuracy | CV macro-F1 | majority acc. | threshold "

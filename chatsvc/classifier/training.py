@@ -4,9 +4,10 @@ Imported only by `chatsvc train`, `chatsvc eval classify`, the benchmark and tes
 loads exported arrays and never imports scikit-learn.
 
 The estimator for every head is pinned here (a library upgrade must not silently change it):
-binary word 1-2-gram + in-word character 2-5-gram TF-IDF (each block L2-normalised), a
-LinearSVC with balanced class weights, and temperature scaling fitted on 5-fold out-of-fold
-decision values (what CalibratedClassifierCV(method="temperature", ensemble=False) does), so
+binary word 1-2-gram + in-word character 2-5-gram TF-IDF (each block L2-normalised), with or
+without a block of static word vectors (wordvectors.py; kept when the heads' out-of-fold macro-F1
+is better with them), a LinearSVC with balanced class weights, and temperature scaling fitted on
+5-fold out-of-fold decision values (what CalibratedClassifierCV(method="temperature", ensemble=False) does), so
 that the probabilities are calibrated and the model stays one linear map that we can export.
 """
 
@@ -25,9 +26,10 @@ from typing import Any
 import numpy as np
 import scipy
 import sklearn
+from scipy import sparse
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import accuracy_score, f1_score
@@ -35,11 +37,12 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
+from chatsvc.classifier import wordvectors
 from chatsvc.classifier.errors import TrainingError
 from chatsvc.classifier.labels import Example
 from chatsvc.classifier.model import FORMAT, FORMAT_VERSION, HEAD_NAMES, MAX_CHARS, LinearTextModel
 from chatsvc.classifier.rules import PRIORITIES, RuleSet, load_rules
-from chatsvc.classifier.text import TEXT_VERSION, CharAnalyzer, WordAnalyzer
+from chatsvc.classifier.text import TEXT_VERSION, CharAnalyzer, WordAnalyzer, normalize, words
 
 METRIC_DIGITS = 6
 
@@ -53,13 +56,16 @@ class TrainingConfig:
     char_ngrams: tuple[int, int] = (2, 5)
     min_df: int = 2
     max_chars: int = MAX_CHARS
-    C: float = 1.0
+    C: float = 0.5
     class_weight: str | None = "balanced"
     max_iter: int = 10_000
     calibration_folds: int = 5
     cv_folds: int = 5
     target_precision: float = 0.9
     min_examples_per_label: int = 3
+    # "auto": word vectors distilled from all-MiniLM-L6-v2 when the `embeddings` extra is installed.
+    word_vectors: str = "auto"
+    vector_scale: float = 8.0
 
     def estimator_params(self) -> dict[str, Any]:
         return {"C": self.C, "class_weight": self.class_weight, "dual": True, "fit_intercept": True,
@@ -76,10 +82,40 @@ def build_features(config: TrainingConfig = TrainingConfig()) -> FeatureUnion:
         return TfidfVectorizer(analyzer=analyzer, binary=True, min_df=config.min_df, norm="l2",
                                use_idf=True, smooth_idf=True, sublinear_tf=False, dtype=np.float64)
 
-    return FeatureUnion([
+    blocks: list[tuple[str, Any]] = [
         ("word", vectorizer(WordAnalyzer(config.word_ngrams, config.max_chars))),
         ("char", vectorizer(CharAnalyzer(config.char_ngrams, config.max_chars))),
-    ])
+    ]
+    if wordvectors.resolve(config.word_vectors) == wordvectors.MINILM:
+        blocks.append(("vectors", WordVectorFeatures(config.vector_scale, config.max_chars)))
+    return FeatureUnion(blocks)
+
+
+class WordVectorFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """`scale` times the mean of the word vectors of a text's distinct words (a dense block).
+
+    The vocabulary is every word of the training texts; their vectors come from
+    `wordvectors.encode_words`, once per word. Words never seen in training add nothing.
+    """
+
+    def __init__(self, scale: float = 8.0, max_chars: int = MAX_CHARS) -> None:
+        self.scale = scale
+        self.max_chars = max_chars
+
+    def fit(self, texts: Any, y: Any = None) -> WordVectorFeatures:
+        self.words_ = sorted({w for text in texts for w in words(normalize(text[:self.max_chars]))})
+        self.vectors_ = wordvectors.encode_words(self.words_)
+        self.index_ = {w: i for i, w in enumerate(self.words_)}
+        return self
+
+    def transform(self, texts: Any) -> sparse.csr_matrix:
+        out = np.zeros((len(texts), self.vectors_.shape[1]), dtype=np.float64)
+        index = self.index_
+        for row, text in enumerate(texts):
+            ids = sorted({index[w] for w in words(normalize(text[:self.max_chars])) if w in index})
+            if ids:
+                out[row] = self.scale * self.vectors_[ids].mean(axis=0, dtype=np.float64)
+        return sparse.csr_matrix(out)
 
 
 def build_classifier(config: TrainingConfig = TrainingConfig()) -> TemperatureScaledClassifier:
@@ -164,6 +200,7 @@ def export(features: FeatureUnion, heads: dict[str, TemperatureScaledClassifier]
     """Arrays of fitted vectorisers and heads, wrapped as a LinearTextModel with `card`."""
     word = dict(features.transformer_list)["word"]
     char = dict(features.transformer_list)["char"]
+    vectors_block = dict(features.transformer_list).get("vectors")
     word_vocabulary = _vocabulary_list(word.vocabulary_)
     char_vocabulary = _vocabulary_list(char.vocabulary_)
     idf = np.concatenate([word.idf_, char.idf_]).astype(np.float32)
@@ -178,9 +215,18 @@ def export(features: FeatureUnion, heads: dict[str, TemperatureScaledClassifier]
         start += len(head.classes_)
     coef = np.hstack(coefs).astype(np.float32)
     intercept = np.concatenate(intercepts).astype(np.float64)
+    vector_words, vectors = None, None
+    if vectors_block is not None:
+        vector_words = list(vectors_block.words_)
+        vectors = vectors_block.vectors_.astype(np.float16)
+        card["features"]["word_vectors"] = {"source": wordvectors.SOURCE, "dims": int(vectors.shape[1]),
+                                            "scale": float(vectors_block.scale), "words": len(vector_words)}
+    else:
+        card["features"]["word_vectors"] = None
     digest = hashlib.sha256()
     for part in (coef.tobytes(), intercept.tobytes(), idf.tobytes(),
-                 json.dumps([word_vocabulary, char_vocabulary, card["heads"]], sort_keys=True).encode()):
+                 b"" if vectors is None else vectors.tobytes(),
+                 json.dumps([word_vocabulary, char_vocabulary, vector_words, card["heads"]], sort_keys=True).encode()):
         digest.update(part)
     card["model_id"] = "clf-" + digest.hexdigest()[:12]
     # What the fast path needs to rebuild the features is read from the fitted analysers themselves.
@@ -189,7 +235,7 @@ def export(features: FeatureUnion, heads: dict[str, TemperatureScaledClassifier]
         max_chars=int(word.analyzer.max_chars), min_df=word.min_df,
         n_word_features=len(word_vocabulary), n_char_features=len(char_vocabulary))
     return LinearTextModel(card=card, word_vocabulary=word_vocabulary, char_vocabulary=char_vocabulary,
-                           coef=coef, intercept=intercept, idf=idf)
+                           coef=coef, intercept=intercept, idf=idf, vector_words=vector_words, vectors=vectors)
 
 
 def export_pipeline(pipeline: Pipeline, head: str = "category", threshold: float = 0.0) -> LinearTextModel:
@@ -307,24 +353,41 @@ def train(examples: Iterable[Example], *, rules: RuleSet | None = None, config: 
         training_data={"sha256": digest.hexdigest(), "examples": len(rows), "sources": list(sources)},
         heads={},
     )
-    # fit, then transform (not fit_transform): the matrix is then built exactly as at prediction time.
-    features = build_features(config).fit(texts)
-    matrix = features.transform(texts)
-    heads: dict[str, TemperatureScaledClassifier] = {}
+    prepared: dict[str, tuple[list[int], list[str], Counter[str], dict[str, int]]] = {}
     for name, (index, labels) in targets.items():
         counts = Counter(labels)
         skipped = {k: v for k, v in sorted(counts.items()) if v < config.min_examples_per_label}
         keep = [j for j, label in enumerate(labels) if label not in skipped]
         kept_labels = [labels[j] for j in keep]
-        classes = sorted(set(kept_labels))
-        if len(classes) < 2:
+        if len(set(kept_labels)) < 2:
             found = ", ".join(f"{k} ({v})" for k, v in sorted(counts.items())) or "none"
             raise TrainingError(
                 f"the {name} labels need at least two classes with {config.min_examples_per_label} or more "
                 f"examples each; found {found}")
-        rows_index = [index[j] for j in keep]
+        prepared[name] = ([index[j] for j in keep], kept_labels, counts, skipped)
+
+    # One fit per feature set (with and without word vectors when both are possible); the heads'
+    # out-of-fold macro-F1, which their calibration computes anyway, picks the feature set.
+    fits = []
+    for candidate in feature_candidates(config):
+        # fit, then transform (not fit_transform): the matrix is then built exactly as at prediction time.
+        candidate_features = build_features(candidate).fit(texts)
+        matrix = candidate_features.transform(texts)
+        candidate_heads = {name: fit_quietly(build_classifier(candidate), matrix[rows_index], kept_labels, notes)
+                           for name, (rows_index, kept_labels, _, _) in prepared.items()}
+        score = float(np.mean([oof_macro_f1(candidate_heads[name], kept_labels)
+                               for name, (_, kept_labels, _, _) in prepared.items()]))
+        fits.append((candidate, candidate_features, candidate_heads, score))
+    chosen, features, heads, _ = max(fits, key=lambda fit: fit[3])  # ties: the first, without vectors
+    card["feature_selection"] = {
+        "criterion": "mean out-of-fold macro-F1 of the heads",
+        "scores": {wordvectors.resolve(c.word_vectors): round(score, METRIC_DIGITS) for c, _, _, score in fits},
+        "chosen": wordvectors.resolve(chosen.word_vectors),
+    }
+    for name, (rows_index, kept_labels, counts, skipped) in prepared.items():
+        head = heads[name]
+        classes = sorted(set(kept_labels))
         cv = _cross_validate(texts, rows_index, kept_labels, config, notes)
-        head = fit_quietly(build_classifier(config), matrix[rows_index], kept_labels, notes)
         oof = head.oof_proba_
         encoded = np.searchsorted(head.classes_, kept_labels)
         confidence = oof.max(axis=1)
@@ -343,10 +406,33 @@ def train(examples: Iterable[Example], *, rules: RuleSet | None = None, config: 
             "calibration_folds": int(head.n_splits_),
             "cv": cv,
         }
-        heads[name] = head
     card["warnings"] = sorted(set(notes))
     model = export(features, heads, card)
     return TrainedModel(model=model, features=features, heads=heads)
+
+
+def feature_candidates(config: TrainingConfig) -> list[TrainingConfig]:
+    """The feature sets to compare: `auto` tries both without and with word vectors when installed."""
+    if config.word_vectors == "auto" and wordvectors.resolve("auto") == wordvectors.MINILM:
+        return [replace(config, word_vectors=wordvectors.NONE), replace(config, word_vectors=wordvectors.MINILM)]
+    return [replace(config, word_vectors=wordvectors.resolve(config.word_vectors))]
+
+
+def oof_macro_f1(head: TemperatureScaledClassifier, labels: Sequence[str]) -> float:
+    predicted = head.classes_[head.oof_proba_.argmax(axis=1)]
+    return float(f1_score(np.asarray(labels), predicted, average="macro", zero_division=0))
+
+
+def fit_selected_pipeline(texts: list[str], labels: list[str], config: TrainingConfig, notes: list[str]
+                          ) -> tuple[Pipeline, dict[str, float]]:
+    """A fitted single-head pipeline, its feature set chosen as `train` does; with the candidates' scores."""
+    fitted = []
+    for candidate in feature_candidates(config):
+        pipeline = fit_quietly(build_pipeline(candidate), texts, labels, notes)
+        fitted.append((pipeline, wordvectors.resolve(candidate.word_vectors),
+                       oof_macro_f1(pipeline.named_steps["classifier"], labels)))
+    best = max(fitted, key=lambda fit: fit[2])
+    return best[0], {name: score for _, name, score in fitted}
 
 
 def _cross_validate(texts: list[str], index: list[int], labels: list[str], config: TrainingConfig,
@@ -368,7 +454,7 @@ def _cross_validate(texts: list[str], index: list[int], labels: list[str], confi
         fold_counts = Counter(y[train_index])
         if min(fold_counts.values()) < 2 or len(fold_counts) < len(counts):
             return {"folds": 0, "accuracy": 0.0, "macro_f1": 0.0, "majority_accuracy": majority}
-        pipeline = fit_quietly(build_pipeline(inner), [subset[i] for i in train_index], y[train_index], notes)
+        pipeline, _ = fit_selected_pipeline([subset[i] for i in train_index], list(y[train_index]), inner, notes)
         predicted[test_index] = pipeline.predict([subset[i] for i in test_index])
     result = {"folds": folds, **metrics(y, predicted.astype(str)), "majority_accuracy": majority}
     return result

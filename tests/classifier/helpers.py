@@ -53,7 +53,11 @@ def shipped_examples() -> tuple[Example, ...]:
 @functools.cache
 def trained(seed: int = 0):  # type: ignore[no-untyped-def]
     """The help-center model trained once per test session (fewer folds than the shipped one, for speed)."""
+    from chatsvc.classifier import wordvectors
     from chatsvc.classifier.training import TrainingConfig, train
 
-    config = TrainingConfig(seed=seed, cv_folds=2, calibration_folds=3)
+    # With word vectors whenever they can be computed (the shipped model has them); forced rather
+    # than "auto" so that one feature set is fitted, not two.
+    vectors = wordvectors.MINILM if wordvectors.available() else wordvectors.NONE
+    config = TrainingConfig(seed=seed, cv_folds=2, calibration_folds=3, word_vectors=vectors)
     return train(shipped_examples(), config=config, sources=["help_center_labels.csv"])

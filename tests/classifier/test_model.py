@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chatsvc.classifier import wordvectors
 from chatsvc.classifier.errors import ModelError
 from chatsvc.classifier.model import CARD_FILE, VOCABULARY_FILE, WEIGHTS_FILE, LinearTextModel, _sha256
 from tests.classifier.helpers import shipped_examples, trained
@@ -122,9 +123,11 @@ def test_a_pickle_is_never_unpickled(saved: Path, capsys: pytest.CaptureFixture[
 
 
 def test_object_arrays_are_refused(saved: Path) -> None:
+    with np.load(saved / WEIGHTS_FILE, allow_pickle=False) as npz:
+        names = list(npz.files)  # the model's own arrays (with word vectors when they were used)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name in ("coef", "intercept", "idf"):
+        for name in names:
             payload = io.BytesIO()
             np.lib.format.write_array(payload, np.array([Boom()], dtype=object), allow_pickle=True)
             archive.writestr(f"{name}.npy", payload.getvalue())
@@ -208,3 +211,25 @@ def test_a_failed_save_leaves_the_previous_model_intact(saved: Path, monkeypatch
         LinearTextModel.load(saved.parent)
     assert (saved / CARD_FILE).read_bytes() == before[CARD_FILE]
     shutil.rmtree(saved)
+
+
+@pytest.mark.skipif(not wordvectors.available(), reason="needs the `embeddings` extra")
+def test_word_vectors_are_kept_only_when_they_win_out_of_fold(tmp_path: Path) -> None:
+    from chatsvc.classifier.training import TrainingConfig, train
+
+    examples = [e for e in shipped_examples() if e.category][:300]
+    result = train(examples, config=TrainingConfig(cv_folds=2, calibration_folds=3))
+    selection = result.card["feature_selection"]
+    assert set(selection["scores"]) == {"none", "minilm"}
+    assert selection["chosen"] == max(selection["scores"], key=selection["scores"].__getitem__)
+    vectors = result.card["features"]["word_vectors"]
+    assert (vectors is not None) == (selection["chosen"] == "minilm")
+    if vectors is not None:  # float16 vectors travel with the model, and load back to the same answers
+        result.save(tmp_path)
+        with np.load(tmp_path / "classifier" / WEIGHTS_FILE, allow_pickle=False) as npz:
+            assert npz["vectors"].dtype == np.float16
+            assert npz["vectors"].shape == (vectors["words"], vectors["dims"])
+        loaded = LinearTextModel.load(tmp_path)
+        text = "my card payment was declined twice"
+        assert loaded.predict_proba(text, "category") == pytest.approx(
+            result.model.predict_proba(text, "category"), abs=1e-6)
