@@ -244,3 +244,35 @@ async def test_ping_and_names(broker: Broker) -> None:
     assert broker.url_scheme in ("memory", "redis", "rediss", "unix")
     assert broker.name.startswith(broker.url_scheme + "://")
     assert broker.name in repr(broker)
+
+
+async def test_a_listener_gets_every_message_in_order_without_a_queue(broker: Broker, channel: str) -> None:
+    heard: list[bytes | None] = []
+    done = asyncio.Event()
+
+    def listener(message: bytes | None) -> None:
+        heard.append(message)
+        if message == b"last":
+            done.set()
+        if message == b"boom":
+            raise RuntimeError("a buggy listener")  # logged; delivery goes on
+
+    async with broker.subscribe(channel, maxsize=2) as subscription:
+        await broker.publish(channel, b"queued before listening")
+        if broker.url_scheme != "memory":  # the Redis reader hands it over a moment later
+            await within(_until(lambda: subscription._queued_messages == 1))
+        subscription.listen(listener)
+        sent = [f"event {i}".encode() for i in range(50)]  # far beyond maxsize: no overflow with a listener
+        for message in [*sent, b"boom", b"last"]:
+            await broker.publish(channel, message)
+        await within(done.wait())
+        assert heard == [b"queued before listening", *sent, b"boom", b"last"]
+        assert not subscription.overflowed and subscription.get_nowait() is None
+    await broker.publish(channel, b"after leaving")
+    await asyncio.sleep(0.05)
+    assert heard[-1] == b"last"
+
+
+async def _until(condition) -> None:  # type: ignore[no-untyped-def]
+    while not condition():
+        await asyncio.sleep(0.01)
