@@ -78,8 +78,9 @@ def plain_text(text: str) -> str:
         if stripped == current:
             break
         current = stripped
-    if _TAG_OPENER_RE.search(current):
-        # Pathological nesting of escapes that outlasted the rounds above: drop the openers outright.
+    while _TAG_OPENER_RE.search(current):
+        # Pathological nesting of escapes that outlasted the rounds above: drop the openers outright, until
+        # none is left ("<</" loses one "<" a pass; each pass removes at least one, so this ends).
         current = _TAG_OPENER_RE.sub(lambda m: m.group(0)[1:], current)
     return _SPACE_RE.sub(" ", current).strip()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatsvc.kb_suggest import render_markdown
@@ -65,6 +65,7 @@ def test_plain_text_never_contains_a_tag(body: str) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("<>/&;!?-=\"' abcsriptlgonerrohf:")), max_size=80))
+@example("<</")  # dropping the opener "</" once left "<" + "/" = a new one
 def test_plain_text_of_any_markup_soup_has_no_tag(text: str) -> None:
     assert not re.search(r"<[A-Za-z/!?]", plain_text(text))
 
