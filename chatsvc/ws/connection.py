@@ -296,6 +296,8 @@ class Connection:
         next event in order goes straight to the socket's outbox; anything ahead of it, or a gap the broker
         reports, starts a catch-up from the database."""
         if payload is None:
+            # Something may have been missed: read once more, even if a catch-up is running already.
+            delivery.seen = max(delivery.seen, delivery.sent_seq + 1)
             self._catch_up_later(delivery)
             return
         item = wire.parse(payload)
