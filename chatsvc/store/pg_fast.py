@@ -148,19 +148,24 @@ class PgFastPath:
         self.dsn = dsn
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._creating = asyncio.Lock()
         self._goodbyes: list[tuple[str, str, datetime, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.goodbye_statements = 0  # how many statements removed closed sockets (for tests and metrics)
 
     async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
+        if self._pool is not None:
+            return self._pool
+        async with self._creating:  # the first callers at once must not each create a pool
+            if self._pool is not None:
+                return self._pool
             try:
                 self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.max_size,
                                                        max_inactive_connection_lifetime=60.0,
                                                        server_settings={"application_name": "chatsvc-hot"})
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 raise StoreUnavailable(exc.__class__.__name__) from exc
-        return self._pool
+            return self._pool
 
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():

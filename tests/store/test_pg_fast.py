@@ -41,6 +41,8 @@ def says(conv_id: str, visitor_id: str, client_id: str) -> batch.Message:
 
 async def test_messages_resumes_and_goodbyes(fast) -> None:  # type: ignore[no-untyped-def]
     engine, path = fast
+    pools = await asyncio.gather(*(path._get_pool() for _ in range(10)))  # the first callers at once
+    assert len({id(pool) for pool in pools}) == 1
     vid, _, conv, _ = await path.open_plain_visitor(None, "default", 0, "s-0", "node-a", NOW)
     conv_id = conv["id"]
     assert conv["state"] == "bot" and conv["last_seq"] == 0
