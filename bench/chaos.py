@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import json
 import multiprocessing
-import os
 import random
 import shutil
 import signal
@@ -93,53 +91,6 @@ class PrivateRedis:
         common.stop_process(self.proc)
 
 
-class PrivatePostgres:
-    """A PostgreSQL cluster of our own (initdb in a temporary directory, its own port); initdb and postgres
-    refuse to run as root, so as root they run as the `postgres` user."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="chatsvc-pg-", dir=workdir))
-        self.data = self.root / "data"
-        self.port = common.free_port()
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-        if not bins:
-            raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin/")
-        self.bin = Path(bins[-1]).parent
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *command: str) -> None:
-        done = subprocess.run([*self.as_user, *command], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed: {done.stdout}{done.stderr}")
-
-    def init(self) -> None:
-        if self.as_user:
-            os.chmod(self.root.parent, 0o755)
-            shutil.chown(self.root, "postgres")
-            self.root.chmod(0o700)
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync",
-                  "-E", "UTF8")
-
-    def start(self) -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "postgres.log"), "-w",
-                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200",
-                  "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def remove(self) -> None:
-        try:
-            self.stop("immediate")
-        except RuntimeError:
-            pass
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 class Environment:
     """What every scenario runs against: a private PostgreSQL and a private Redis (so both may be stopped),
     and N chatsvc processes on them. Started once; a scenario that kills a process leaves it to
@@ -148,7 +99,7 @@ class Environment:
     def __init__(self, workdir: Path, processes: int, settings: dict[str, str] | None = None) -> None:
         self.settings = {**FAULT_ENV, **(settings or {})}
         self.redis = PrivateRedis(workdir)
-        self.pg = PrivatePostgres(workdir)
+        self.pg = common.PrivatePostgres(workdir, options="-c max_connections=200")
         self.processes = processes
         self.workdir = workdir
         self.backends: Backends | None = None
@@ -358,7 +309,7 @@ def scenario_postgres(args: argparse.Namespace, env: Environment) -> dict[str, A
     return asyncio.run(_postgres(env.cluster, env.pg, [t for _, t in agents], size))
 
 
-async def _postgres(cluster: Cluster, pg: PrivatePostgres, tokens: list[str], size: dict[str, Any]) -> dict[str, Any]:
+async def _postgres(cluster: Cluster, pg: common.PrivatePostgres, tokens: list[str], size: dict[str, Any]) -> dict[str, Any]:
     book = Book()
     visitors, agents = await open_chats(cluster.urls, book, tokens, size["visitors"], reply=True)
     peers: list[Peer] = [*visitors, *agents]

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench._common import PrivatePostgres, postgres_binaries
 from tests.conftest import need
-from tests.ops.private_postgres import PrivatePostgres, postgres_binaries
 from tests.support.poll import poll
 from tests.support.server import FAST_SETTINGS, Server
 
@@ -28,7 +28,7 @@ ROUNDS = 3  # failed rounds each job must have been through, quietly, before Pos
 def postgres() -> Iterator[PrivatePostgres]:
     if postgres_binaries() is None or shutil.which("runuser") is None:
         need("the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    server = PrivatePostgres().init()
+    server = PrivatePostgres(options="-c fsync=off").init()
     server.start()
     try:
         yield server
