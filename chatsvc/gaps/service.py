@@ -29,7 +29,7 @@ from chatsvc.gaps import engine as core
 from chatsvc.gaps import store
 from chatsvc.gaps.embed import Embedder, from_blobs, load_embedder, to_blob
 from chatsvc.kb_suggest import analysis
-from chatsvc.ops.logs import Outage
+from chatsvc.ops.logs import Outage, every
 from chatsvc.store.tables import articles, gap_questions, gaps
 
 log = logging.getLogger("chatsvc.gaps")
@@ -115,15 +115,7 @@ class GapService:
 
     async def _loop(self, interval: float) -> None:
         # While the store is down every run fails alike: one warning, one line on recovery (see Outage).
-        outage = Outage(log, "article-gap run")
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.tick()
-            except Exception as exc:  # noqa: BLE001 - the job must outlive one bad run; chat is unaffected
-                outage.failed(exc)
-            else:
-                outage.succeeded()
+        await every(interval, self.tick, Outage(log, "article-gap run"))
 
     async def tick(self) -> dict[str, Any]:
         """One scheduled run: a full re-clustering when the last is older than the interval, else attach."""

@@ -30,7 +30,7 @@ from chatsvc.domain.conversation import IllegalTransition, State, Trigger, trans
 from chatsvc.live import wire
 from chatsvc.live.identity import TokenSigner, hash_token, identity_valid
 from chatsvc.ops import metrics
-from chatsvc.ops.logs import Outage
+from chatsvc.ops.logs import Outage, every
 from chatsvc.settings import Settings
 from chatsvc.store import batch, db, pg_fast
 from chatsvc.store.tables import (
@@ -1304,15 +1304,8 @@ class ChatService:
 
     async def _sweep_forever(self) -> None:
         # While the store is down every sweep fails alike: one warning, one line on recovery (see Outage).
-        outage = Outage(log, "live-chat sweep", "offers, timeouts and presence wait until it recovers")
-        while True:
-            await asyncio.sleep(self.settings.sweep_interval)
-            try:
-                await self.sweep()
-            except Exception as exc:  # noqa: BLE001 - the sweeper must outlive any one bad sweep
-                outage.failed(exc)
-            else:
-                outage.succeeded()
+        await every(self.settings.sweep_interval, self.sweep,
+                    Outage(log, "live-chat sweep", "offers, timeouts and presence wait until it recovers"))
 
 
 _STORE_PROBLEMS = (

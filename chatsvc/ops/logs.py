@@ -14,6 +14,7 @@ one, and secrets kept out.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -21,6 +22,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -299,3 +301,16 @@ class Outage:
         self._since = None
         self._warned = False
         self._last_unexpected = None
+
+
+async def every(interval: float, job: Callable[[], Awaitable[object]], outage: Outage) -> None:
+    """Run `job` every `interval` seconds for ever (until cancelled), each failed round reported through
+    `outage`: a periodic job outlives any one bad round, and an outage is one warning, not one a round."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except Exception as exc:  # noqa: BLE001 - the job must outlive a round the store was down
+            outage.failed(exc)
+        else:
+            outage.succeeded()

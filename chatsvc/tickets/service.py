@@ -26,7 +26,7 @@ from chatsvc.domain.conversation import State, Trigger
 from chatsvc.live import wire
 from chatsvc.live.service import BOT_AUTHOR, AgentRef, ChatService, ServiceError, as_utc, iso
 from chatsvc.ops import metrics
-from chatsvc.ops.logs import Outage
+from chatsvc.ops.logs import Outage, every
 from chatsvc.store.tables import (
     agents,
     conversations,
@@ -199,15 +199,7 @@ class TicketService:
                 await task
 
     async def _retry_forever(self, interval: float) -> None:
-        outage = Outage(log, "ticket conversion retry")
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.retry_conversions()
-            except Exception as exc:  # noqa: BLE001 - the pass must outlive a round the store was down
-                outage.failed(exc)
-            else:
-                outage.succeeded()
+        await every(interval, self.retry_conversions, Outage(log, "ticket conversion retry"))
 
     async def on_visitor_message(self, conv_id: str, event: protocol.Event) -> None:
         """A message to a ticketed conversation goes onto its ticket (and re-opens a resolved one)."""
